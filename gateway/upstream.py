@@ -1,0 +1,289 @@
+"""The TF Serving wire client: one long-lived grpc.aio channel, metadata, status and Predict.
+
+TF Serving is called by its fixed method paths with this project's own message classes, so the
+gateway needs no TensorFlow. Every call carries a deadline; every upstream error status is
+raised as :class:`UpstreamError` with TF Serving's own code and message.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+import numpy as np
+
+from gateway._proto.tfserving import (
+    get_model_metadata_pb2,
+    get_model_status_pb2,
+    model_pb2,
+    predict_pb2,
+    tensor_pb2,
+)
+from gateway.errors import SignatureNotFoundError, UpstreamError, UpstreamProtocolError
+from gateway.tensors import DataType, make_ndarray, make_tensor_proto
+
+PREDICT = "/tensorflow.serving.PredictionService/Predict"
+GET_MODEL_METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
+GET_MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
+
+DEFAULT_SIGNATURE = "serving_default"
+SIGNATURE_DEF_MAP_TYPE = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """Which model, version (number or label, or neither for the latest) and signature."""
+
+    name: str
+    version: int | None = None
+    version_label: str | None = None
+    signature_name: str = ""
+
+    def __post_init__(self) -> None:
+        if self.version is not None and self.version_label is not None:
+            raise ValueError("a model reference takes a version or a version label, not both")
+
+    def fill(self, spec: model_pb2.ModelSpec) -> None:
+        spec.name = self.name
+        if self.version is not None:
+            spec.version.value = self.version
+        elif self.version_label is not None:
+            spec.version_label = self.version_label
+        if self.signature_name:
+            spec.signature_name = self.signature_name
+
+
+@dataclass(frozen=True, slots=True)
+class TensorSpec:
+    """An input or output of a signature; ``shape`` None for unknown rank, -1 per unknown dim."""
+
+    alias: str
+    tensor_name: str
+    dtype: DataType
+    shape: tuple[int, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    name: str
+    method_name: str
+    inputs: Mapping[str, TensorSpec]
+    outputs: Mapping[str, TensorSpec]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMetadata:
+    """A model version's signatures, as GetModelMetadata reported them."""
+
+    name: str
+    version: int | None
+    signatures: Mapping[str, Signature]
+
+    def signature(self, name: str = "") -> Signature:
+        key = name or DEFAULT_SIGNATURE
+        try:
+            return self.signatures[key]
+        except KeyError:
+            known = ", ".join(sorted(self.signatures)) or "none"
+            raise SignatureNotFoundError(
+                f'model {self.name!r} has no signature "{key}" (it has: {known})'
+            ) from None
+
+
+class VersionState(enum.IntEnum):
+    """TF Serving's ModelVersionStatus.State."""
+
+    UNKNOWN = 0
+    START = 10
+    LOADING = 20
+    AVAILABLE = 30
+    UNLOADING = 40
+    END = 50
+
+
+@dataclass(frozen=True, slots=True)
+class VersionStatus:
+    version: int
+    state: VersionState
+    error_code: grpc.StatusCode
+    error_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """Predict's outputs, and the model version and signature that actually served."""
+
+    model: str
+    version: int | None
+    signature_name: str
+    outputs: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamOptions:
+    """How to reach TF Serving. ``target`` is ``host:port`` or ``dns:///name:port``."""
+
+    target: str
+    timeout_s: float = 30.0
+    max_message_bytes: int = 256 * 1024 * 1024
+    keepalive_time_ms: int = 30_000
+    keepalive_timeout_ms: int = 10_000
+    extra_channel_options: tuple[tuple[str, object], ...] = field(default=())
+
+    def channel_options(self) -> list[tuple[str, object]]:
+        service_config = {"loadBalancingConfig": [{"round_robin": {}}]}
+        return [
+            ("grpc.max_send_message_length", self.max_message_bytes),
+            ("grpc.max_receive_message_length", self.max_message_bytes),
+            ("grpc.keepalive_time_ms", self.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("grpc.service_config", json.dumps(service_config)),
+            *self.extra_channel_options,
+        ]
+
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class UpstreamClient:
+    """A client for one TF Serving target (one or several replicas behind one name)."""
+
+    def __init__(
+        self, options: UpstreamOptions, credentials: grpc.ChannelCredentials | None = None
+    ) -> None:
+        self.options = options
+        if credentials is None:
+            self._channel = grpc.aio.insecure_channel(options.target, options.channel_options())
+        else:
+            self._channel = grpc.aio.secure_channel(
+                options.target, credentials, options.channel_options()
+            )
+        self._predict = self._channel.unary_unary(
+            PREDICT,
+            request_serializer=predict_pb2.PredictRequest.SerializeToString,
+            response_deserializer=predict_pb2.PredictResponse.FromString,
+        )
+        self._metadata = self._channel.unary_unary(
+            GET_MODEL_METADATA,
+            request_serializer=get_model_metadata_pb2.GetModelMetadataRequest.SerializeToString,
+            response_deserializer=get_model_metadata_pb2.GetModelMetadataResponse.FromString,
+        )
+        self._status = self._channel.unary_unary(
+            GET_MODEL_STATUS,
+            request_serializer=get_model_status_pb2.GetModelStatusRequest.SerializeToString,
+            response_deserializer=get_model_status_pb2.GetModelStatusResponse.FromString,
+        )
+
+    async def __aenter__(self) -> UpstreamClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+    async def metadata(self, model: ModelRef, timeout: float | None = None) -> ModelMetadata:
+        request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])
+        model.fill(request.model_spec)
+        response = await self._call(self._metadata, GET_MODEL_METADATA, request, timeout)
+        packed = response.metadata.get("signature_def")
+        if packed is None or packed.type_url != SIGNATURE_DEF_MAP_TYPE:
+            raise UpstreamProtocolError(
+                f"GetModelMetadata for {model.name!r} returned no {SIGNATURE_DEF_MAP_TYPE}"
+            )
+        signature_map = get_model_metadata_pb2.SignatureDefMap.FromString(packed.value)
+        spec = response.model_spec
+        return ModelMetadata(
+            name=spec.name or model.name,
+            version=spec.version.value if spec.HasField("version") else None,
+            signatures=MappingProxyType(
+                {name: _signature(name, sig) for name, sig in signature_map.signature_def.items()}
+            ),
+        )
+
+    async def status(self, model: ModelRef, timeout: float | None = None) -> list[VersionStatus]:
+        request = get_model_status_pb2.GetModelStatusRequest()
+        model.fill(request.model_spec)
+        request.model_spec.ClearField("signature_name")
+        response = await self._call(self._status, GET_MODEL_STATUS, request, timeout)
+        return [
+            VersionStatus(
+                version=item.version,
+                state=VersionState(item.state),
+                error_code=_STATUS_CODES.get(item.status.error_code, grpc.StatusCode.UNKNOWN),
+                error_message=item.status.error_message,
+            )
+            for item in response.model_version_status
+        ]
+
+    async def predict(
+        self,
+        model: ModelRef,
+        inputs: Mapping[str, np.ndarray | tensor_pb2.TensorProto],
+        output_filter: Sequence[str] = (),
+        timeout: float | None = None,
+    ) -> Prediction:
+        """Run Predict. Inputs may be arrays or TensorProtos already built by the caller."""
+        request = predict_pb2.PredictRequest(output_filter=output_filter)
+        model.fill(request.model_spec)
+        for alias, value in inputs.items():
+            tensor = (
+                value if isinstance(value, tensor_pb2.TensorProto) else make_tensor_proto(value)
+            )
+            request.inputs[alias].CopyFrom(tensor)
+        response = await self._call(self._predict, PREDICT, request, timeout)
+        spec = response.model_spec
+        return Prediction(
+            model=spec.name or model.name,
+            version=spec.version.value if spec.HasField("version") else None,
+            signature_name=spec.signature_name or model.signature_name or DEFAULT_SIGNATURE,
+            outputs={alias: make_ndarray(tensor) for alias, tensor in response.outputs.items()},
+        )
+
+    async def _call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[_Req, _Resp],
+        path: str,
+        request: _Req,
+        timeout: float | None,
+    ) -> _Resp:
+        deadline = (
+            self.options.timeout_s if timeout is None else min(timeout, self.options.timeout_s)
+        )
+        try:
+            return await method(request, timeout=deadline)
+        except grpc.aio.AioRpcError as error:
+            raise UpstreamError(error.code(), error.details() or "", path) from None
+
+
+def _signature(name: str, proto: get_model_metadata_pb2.SignatureDef) -> Signature:
+    return Signature(
+        name=name,
+        method_name=proto.method_name,
+        inputs=MappingProxyType({k: _tensor_spec(k, v) for k, v in proto.inputs.items()}),
+        outputs=MappingProxyType({k: _tensor_spec(k, v) for k, v in proto.outputs.items()}),
+    )
+
+
+def _tensor_spec(alias: str, info: get_model_metadata_pb2.TensorInfo) -> TensorSpec:
+    shape = info.tensor_shape
+    return TensorSpec(
+        alias=alias,
+        tensor_name=info.name,
+        dtype=info.dtype,
+        shape=None if shape.unknown_rank else tuple(dim.size for dim in shape.dim),
+    )

@@ -1,0 +1,5 @@
+import sys
+
+from testserver.server import main
+
+sys.exit(main())
