@@ -95,14 +95,17 @@ def datatype_of(array: np.ndarray) -> DataType:
 
 
 def make_tensor_proto(
-    values: np.ndarray | Sequence[bytes] | bytes, dtype: DataType | None = None
+    values: np.ndarray | np.generic | Sequence[bytes] | bytes, dtype: DataType | None = None
 ) -> tensor_pb2.TensorProto:
     """Build a TensorProto from an array, in ``tensor_content`` (``string_val`` for strings).
 
     ``dtype`` converts on the way (for example float32 → DT_HALF or DT_BFLOAT16); by default
     the array's own dtype is kept.
     """
-    array = values if isinstance(values, np.ndarray) else np.asarray(values, dtype=object)
+    if isinstance(values, np.ndarray | np.generic):
+        array = np.asarray(values)
+    else:  # bytes, or a sequence of bytes: keep each item whole (no numpy 'S' trimming)
+        array = np.asarray(values, dtype=object)
     target = datatype_of(array) if dtype is None else dtype
     proto = tensor_pb2.TensorProto(dtype=target)
     proto.tensor_shape.dim.extend(tensor_pb2.TensorShapeProto.Dim(size=n) for n in array.shape)

@@ -170,7 +170,7 @@ class _Handler(BaseHTTPRequestHandler):
         if row_format == ("inputs" in body):
             raise _bad("Missing 'inputs' or 'instances' key")
         raw = body["instances"] if row_format else body["inputs"]
-        if row_format and raw and isinstance(raw[0], dict):
+        if row_format and raw and isinstance(raw[0], dict) and set(raw[0]) != {"b64"}:
             raw = {name: [row[name] for row in raw] for name in raw[0]}
         if not isinstance(raw, dict) or set(raw) == {"b64"}:
             if len(signature.inputs) != 1:

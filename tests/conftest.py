@@ -1,0 +1,116 @@
+"""Shared fixtures: the demo models built once per session, and TF-Serving-compatible test
+servers started as real processes on free ports (always stopped)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+_QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+
+
+@dataclass
+class ModelServerProcess:
+    process: subprocess.Popen[str]
+    grpc_port: int
+    rest_port: int | None
+    log: list[str]
+    drain: threading.Thread
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.grpc_port}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.drain.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+
+
+def start_test_server(config: Path, *flags: str, rest: bool = False) -> ModelServerProcess:
+    """Start ``python -m testserver`` on port 0 and wait for its start-up lines."""
+    args = [sys.executable, "-m", "testserver", "--port", "0", "--model_config_file", str(config)]
+    if rest:
+        args += ["--rest_api_port", str(free_port())]
+    process = subprocess.Popen(
+        [*args, *flags],
+        cwd=ROOT,
+        env={**os.environ, **_QUIET_TF},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log: list[str] = []
+    grpc_port = rest_port = None
+    assert process.stdout is not None
+    for line in process.stdout:
+        log.append(line)
+        if match := re.match(r"Running gRPC ModelServer at [^:]+:(\d+)", line):
+            grpc_port = int(match[1])
+        if match := re.match(r"Exporting HTTP/REST API at:[^:]+:(\d+)", line):
+            rest_port = int(match[1])
+        if grpc_port and (rest_port or not rest):
+            break
+    if grpc_port is None:
+        process.wait(timeout=10)
+        process.stdout.close()
+        raise RuntimeError("test server did not start:\n" + "".join(log[-30:]))
+    # Keep draining its output so a chatty server never blocks on a full pipe.
+    drain = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
+    drain.start()
+    return ModelServerProcess(process, grpc_port, rest_port, log, drain)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo models, built by the same script the README's main command uses."""
+    out = tmp_path_factory.mktemp("models")
+    subprocess.run(
+        [sys.executable, "-m", "testserver.demo_models", str(out)],
+        cwd=ROOT,
+        env={**os.environ, **_QUIET_TF},
+        check=True,
+        capture_output=True,
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def tfserving(models_dir: Path) -> Iterator[ModelServerProcess]:
+    """A test server answering in TF Serving's default encoding (typed *_val fields)."""
+    server = start_test_server(models_dir / "models.config", rest=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tfserving_tensor_content(models_dir: Path) -> Iterator[ModelServerProcess]:
+    """A test server run with --enable_serialization_as_tensor_content."""
+    server = start_test_server(
+        models_dir / "models.config", "--enable_serialization_as_tensor_content=true"
+    )
+    yield server
+    server.stop()
