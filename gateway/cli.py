@@ -1,103 +1,289 @@
-"""``tfs-gateway``: the command line. For now it inspects a model through TF Serving's API;
-the gateway server and its client commands join it here."""
+"""``tfs-gateway``: run the gateway (``serve``), call it (``classify``, ``detect``, ``models``,
+``health``), or inspect a model in TF Serving directly (``describe``)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
+import logging
+import signal
 import sys
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway import __version__
+from gateway._proto import classify_pb2, classify_pb2_grpc
+from gateway.config import ConfigError, ModelSettings, load_config
 from gateway.errors import GatewayError
 from gateway.tensors import dtype_name
-from gateway.upstream import ModelRef, Signature, UpstreamClient, UpstreamOptions
+from gateway.upstream import ModelRef, UpstreamClient, UpstreamOptions
+
+GATEWAY_DEFAULT = "localhost:9000"
 
 
-def _model_ref(args: argparse.Namespace) -> ModelRef:
-    return ModelRef(
-        args.model, version=args.version, version_label=args.label, signature_name=args.signature
+# --- serve ---------------------------------------------------------------------------------
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from gateway.server import GatewayServer  # the server's imports only where it runs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = load_config(
+            args.config,
+            overrides={
+                "upstream": args.upstream,
+                "host": args.host,
+                "port": args.port,
+                "metrics_port": args.metrics_port,
+                "max_in_flight": args.max_in_flight,
+            },
+        )
+    except ConfigError as error:
+        print(f"tfs-gateway: config: {error}", file=sys.stderr)
+        return 2
+    extra = []
+    for spec in args.model or ():
+        name, _, labels = spec.partition("=")
+        extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
+    if extra:
+        config = dataclasses.replace(config, models=(*config.models, *extra))
+
+    async def run() -> None:
+        gateway = await GatewayServer.start(config)
+        print(
+            f"tfs-gateway serving on {config.host}:{gateway.port}, metrics on "
+            f":{gateway.metrics_port}, upstream {config.upstream}",
+            flush=True,
+        )
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        await stopping.wait()
+        print("tfs-gateway: draining calls in flight and stopping", flush=True)
+        await gateway.stop()
+
+    asyncio.run(run())
+    return 0
+
+
+# --- client commands -----------------------------------------------------------------------
+
+
+def _stub(args: argparse.Namespace) -> classify_pb2_grpc.ImageGatewayStub:
+    channel = grpc.insecure_channel(
+        args.gateway, options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
+    )
+    return classify_pb2_grpc.ImageGatewayStub(channel)
+
+
+def _model(args: argparse.Namespace) -> classify_pb2.ModelRef:
+    ref = classify_pb2.ModelRef(name=args.model, signature_name=args.signature)
+    if args.version is not None:
+        ref.version = args.version
+    elif args.label:
+        ref.version_label = args.label
+    return ref
+
+
+def _as_json(message: object) -> str:
+    return json.dumps(
+        json_format.MessageToDict(
+            message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
     )
 
 
-def _shape(shape: tuple[int, ...] | None) -> str:
-    return "unknown rank" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
+def _classify(args: argparse.Namespace) -> int:
+    stub = _stub(args)
+    for path in args.images:
+        request = classify_pb2.ClassifyRequest(
+            model=_model(args), image=path.read_bytes(), top_k=args.top_k,
+            min_score=args.min_score, request_id=str(path),
+        )  # fmt: skip
+        response = stub.Classify(request, timeout=args.timeout)
+        if args.json:
+            print(_as_json(response))
+            continue
+        size = response.image_size
+        print(
+            f"{path} ({size.width}x{size.height}) {response.model.name} v{response.model.version}:"
+        )
+        for item in response.classifications:
+            print(f"  {item.score:8.4f}  {item.label or '-'} (class {item.class_id})")
+    return 0
 
 
-def _signature_dict(signature: Signature) -> dict[str, object]:
-    def side(specs: object) -> dict[str, object]:
-        return {
-            alias: {"dtype": dtype_name(spec.dtype), "shape": spec.shape}
-            for alias, spec in specs.items()  # type: ignore[attr-defined]
-        }
+def _detect(args: argparse.Namespace) -> int:
+    stub = _stub(args)
+    for path in args.images:
+        request = classify_pb2.DetectRequest(
+            model=_model(args), image=path.read_bytes(), min_score=args.min_score,
+            max_detections=args.max_detections, request_id=str(path),
+        )  # fmt: skip
+        response = stub.Detect(request, timeout=args.timeout)
+        if args.json:
+            print(_as_json(response))
+            continue
+        size = response.image_size
+        print(
+            f"{path} ({size.width}x{size.height}) {response.model.name} v{response.model.version}:"
+        )
+        for d in response.detections:
+            b = d.pixel_box
+            print(
+                f"  {d.score:8.4f}  {d.label or '-'} (class {d.class_id})  "
+                f"x {b.xmin:.0f}-{b.xmax:.0f}  y {b.ymin:.0f}-{b.ymax:.0f}"
+            )
+    return 0
 
-    return {
-        "method_name": signature.method_name,
-        "inputs": side(signature.inputs),
-        "outputs": side(signature.outputs),
-    }
+
+def _models(args: argparse.Namespace) -> int:
+    response = _stub(args).ListModels(classify_pb2.ListModelsRequest(), timeout=args.timeout)
+    if args.json:
+        print(_as_json(response))
+        return 0
+    for m in response.models:
+        kind = classify_pb2.ModelKind.Name(m.kind).removeprefix("MODEL_KIND_").lower()
+        state = "ready" if m.ready else f"NOT READY: {m.status_message}"
+        print(f"{m.name}: {kind}, version {m.version}, {m.label_count} labels, {state}")
+    return 0
+
+
+def _health(args: argparse.Namespace) -> int:
+    """grpc.health.v1 Check; exit 0 only when SERVING (for container health checks)."""
+    channel = grpc.insecure_channel(args.gateway)
+    try:
+        response = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=args.service), timeout=args.timeout
+        )
+    except grpc.RpcError as error:
+        print(f"{error.code().name}: {error.details()}", file=sys.stderr)
+        return 1
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+    print(status)
+    return 0 if response.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 async def _describe(args: argparse.Namespace) -> int:
-    ref = _model_ref(args)
+    ref = ModelRef(args.model, args.version, args.label or None, args.signature)
     async with UpstreamClient(UpstreamOptions(args.upstream, timeout_s=args.timeout)) as client:
         metadata = await client.metadata(ref)
         statuses = await client.status(ref)
-    signatures = {
-        name: _signature_dict(sig)
-        for name, sig in metadata.signatures.items()
-        if not name.startswith("__")
-    }
-    if args.json:
-        report = {
-            "model": metadata.name,
-            "version": metadata.version,
-            "versions": {s.version: s.state.name for s in statuses},
-            "signatures": signatures,
-        }
-        print(json.dumps(report, indent=2))
-        return 0
     states = ", ".join(f"v{s.version} {s.state.name}" for s in statuses)
     print(f"model {metadata.name} version {metadata.version} ({states})")
-    for name, sig in signatures.items():
-        print(f"  signature {name} ({sig['method_name']})")
-        for kind in ("inputs", "outputs"):
-            for alias, spec in sig[kind].items():  # type: ignore[attr-defined]
-                print(f"    {kind[:-1]:6} {alias}: {spec['dtype']} {_shape(spec['shape'])}")
+    for name, sig in metadata.signatures.items():
+        if name.startswith("__"):
+            continue
+        print(f"  signature {name} ({sig.method_name})")
+        for kind, specs in (("input", sig.inputs), ("output", sig.outputs)):
+            for alias, spec in specs.items():
+                shape = "unknown rank" if spec.shape is None else list(spec.shape)
+                print(f"    {kind:6} {alias}: {dtype_name(spec.dtype)} {shape}")
     return 0
+
+
+# --- parser --------------------------------------------------------------------------------
+
+
+def _model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model name")
+    choice = parser.add_mutually_exclusive_group()
+    choice.add_argument("--version", type=int, help="a specific version (default: latest)")
+    choice.add_argument("--label", default="", help="a version label, e.g. stable")
+    parser.add_argument("--signature", default="", help="signature (default: serving_default)")
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gateway", default=GATEWAY_DEFAULT, help="gateway address (host:port)")
+    parser.add_argument("--timeout", type=float, default=30.0, help="deadline per call, seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="tfs-gateway",
-        description="An image gateway in front of TensorFlow Serving.",
+        prog="tfs-gateway", description="An image gateway in front of TensorFlow Serving."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
+    serve = commands.add_parser(
+        "serve",
+        help="run the gateway",
+        description="Run the gateway. Settings come from --config (TOML), then TFS_GATEWAY_* "
+        "environment variables, then these flags.",
+    )
+    serve.add_argument("--config", type=Path, help="TOML config file (models, profiles, limits)")
+    serve.add_argument("--upstream", help="TF Serving gRPC target (default localhost:8500)")
+    serve.add_argument("--host", help="address to listen on (default [::])")
+    serve.add_argument("--port", type=int, help="gRPC port (default 9000; 0: any free port)")
+    serve.add_argument("--metrics-port", type=int, help="Prometheus port (default 9100; -1: off)")
+    serve.add_argument("--max-in-flight", type=int, help="requests in flight before shedding")
+    serve.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME[=LABELS]",
+        help="serve this model (repeatable), optionally with a label file",
+    )
+    serve.set_defaults(run=_serve)
+
+    classify = commands.add_parser("classify", help="classify images through the gateway")
+    classify.add_argument("images", type=Path, nargs="+")
+    _model_options(classify)
+    classify.add_argument(
+        "--top-k", type=int, default=0, help="labels per image (0: model default)"
+    )
+    classify.add_argument("--min-score", type=float, default=0.0)
+    classify.add_argument("--json", action="store_true", help="one JSON response per line")
+    _client_options(classify)
+    classify.set_defaults(run=_classify)
+
+    detect = commands.add_parser("detect", help="detect objects in images through the gateway")
+    detect.add_argument("images", type=Path, nargs="+")
+    _model_options(detect)
+    detect.add_argument("--min-score", type=float, default=0.0)
+    detect.add_argument("--max-detections", type=int, default=0)
+    detect.add_argument("--json", action="store_true", help="one JSON response per line")
+    _client_options(detect)
+    detect.set_defaults(run=_detect)
+
+    models = commands.add_parser("models", help="list the models the gateway serves")
+    models.add_argument("--json", action="store_true")
+    _client_options(models)
+    models.set_defaults(run=_models)
+
+    check = commands.add_parser("health", help="grpc.health.v1 check; exit 0 when SERVING")
+    check.add_argument("--service", default="", help='"" (readiness), "liveness", "model/NAME"')
+    _client_options(check)
+    check.set_defaults(run=_health, timeout=5.0)
+
     describe = commands.add_parser(
-        "describe",
-        help="show a model's versions and signatures as TF Serving reports them",
-        description="Ask TF Serving (GetModelMetadata, GetModelStatus) about one model.",
+        "describe", help="ask TF Serving itself about a model (versions and signatures)"
     )
     describe.add_argument("model", help="model name in TF Serving")
-    describe.add_argument(
-        "--upstream", default="localhost:8500", help="TF Serving gRPC target (host:port)"
-    )
-    choice = describe.add_mutually_exclusive_group()
-    choice.add_argument("--version", type=int, help="a specific version (default: latest)")
-    choice.add_argument("--label", help="a version label, e.g. stable")
-    describe.add_argument("--signature", default="", help="signature (default: serving_default)")
-    describe.add_argument("--timeout", type=float, default=10.0, help="deadline per call, seconds")
-    describe.add_argument("--json", action="store_true", help="print JSON")
-    describe.set_defaults(run=_describe)
+    describe.add_argument("--upstream", default="localhost:8500", help="TF Serving gRPC target")
+    version = describe.add_mutually_exclusive_group()
+    version.add_argument("--version", type=int, help="a specific version (default: latest)")
+    version.add_argument("--label", default="", help="a version label")
+    describe.add_argument("--signature", default="")
+    describe.add_argument("--timeout", type=float, default=10.0)
+    describe.set_defaults(run=lambda a: asyncio.run(_describe(a)))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return asyncio.run(args.run(args))
+        return args.run(args)
     except GatewayError as error:
         print(f"tfs-gateway: {error.code.name}: {error.message}", file=sys.stderr)
+        return 1
+    except grpc.RpcError as error:
+        code, details = error.code(), error.details()  # type: ignore[attr-defined]
+        print(f"tfs-gateway: {code.name}: {details}", file=sys.stderr)
         return 1

@@ -1,21 +1,98 @@
-"""The gateway's exceptions, each carrying the gRPC status it maps to.
+"""The gateway's exceptions and the one table that maps them to gRPC and HTTP statuses.
 
-Every transport reads the status from here; none invents its own mapping.
+Each exception is raised where the failure happens, with a message a caller can act on; every
+transport reads its status from here and invents no mapping of its own.
 """
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 import grpc
+
+# HTTP status for each gRPC code a caller can see (DECISIONS.md, "Errors").
+HTTP_STATUS: dict[grpc.StatusCode, HTTPStatus] = {
+    grpc.StatusCode.INVALID_ARGUMENT: HTTPStatus.BAD_REQUEST,
+    grpc.StatusCode.FAILED_PRECONDITION: HTTPStatus.BAD_REQUEST,
+    grpc.StatusCode.OUT_OF_RANGE: HTTPStatus.BAD_REQUEST,
+    grpc.StatusCode.NOT_FOUND: HTTPStatus.NOT_FOUND,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: HTTPStatus.TOO_MANY_REQUESTS,
+    grpc.StatusCode.UNAVAILABLE: HTTPStatus.SERVICE_UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED: HTTPStatus.GATEWAY_TIMEOUT,
+    grpc.StatusCode.CANCELLED: HTTPStatus.GATEWAY_TIMEOUT,
+    grpc.StatusCode.UNAUTHENTICATED: HTTPStatus.UNAUTHORIZED,
+    grpc.StatusCode.PERMISSION_DENIED: HTTPStatus.FORBIDDEN,
+    grpc.StatusCode.UNIMPLEMENTED: HTTPStatus.NOT_IMPLEMENTED,
+    grpc.StatusCode.INTERNAL: HTTPStatus.INTERNAL_SERVER_ERROR,
+}
 
 
 class GatewayError(Exception):
     """Base of every error the gateway reports to a caller."""
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    http_status: HTTPStatus | None = None  # None: HTTP_STATUS[code]
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    @property
+    def http(self) -> HTTPStatus:
+        return self.http_status or HTTP_STATUS.get(self.code, HTTPStatus.BAD_GATEWAY)
+
+
+class InvalidImageError(GatewayError):
+    """Not an image, a disallowed format, or truncated / corrupt data."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class ImageTooLargeError(InvalidImageError):
+    """The image's header declares more pixels than the gateway's limit."""
+
+
+class InvalidRequestError(GatewayError):
+    """A request field the gateway cannot use (no model name, no image ...)."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class RequestTooLargeError(GatewayError):
+    """A request or body over the gateway's byte limit."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class OverloadedError(GatewayError):
+    """The gateway is at its in-flight limit and sheds the request."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class ModelNotFoundError(GatewayError):
+    """An unknown model, version or version label."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class ModelNotReadyError(GatewayError):
+    """A configured model whose signature the gateway could not get from TF Serving yet."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class WrongModelKindError(GatewayError):
+    """Classify on a detection model, or the reverse."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class ProfileError(GatewayError):
+    """A model whose signature the gateway cannot build a preprocessing profile for."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class MalformedTensorError(GatewayError):
@@ -40,6 +117,7 @@ class UpstreamProtocolError(GatewayError):
     """TF Serving answered with something the gateway cannot interpret."""
 
     code = grpc.StatusCode.INTERNAL
+    http_status = HTTPStatus.BAD_GATEWAY
 
 
 class UpstreamError(GatewayError):
@@ -50,3 +128,26 @@ class UpstreamError(GatewayError):
         self.code = code
         self.details = details
         self.method = method
+
+    @property
+    def http(self) -> HTTPStatus:
+        return HTTP_STATUS.get(self.code, HTTPStatus.BAD_GATEWAY)
+
+
+def for_caller(error: UpstreamError, model: str) -> GatewayError:
+    """What a caller sees of a TF Serving error on a Predict for ``model``.
+
+    TF Serving answers an unknown version label with INVALID_ARGUMENT; callers get NOT_FOUND
+    like for any unknown version. Any other INVALID_ARGUMENT means the tensor the gateway built
+    does not fit the model (it checks the signature first), so the message says so.
+    """
+    if error.details.startswith("Unrecognized servable version label"):
+        return ModelNotFoundError(error.message)
+    if error.code == grpc.StatusCode.INVALID_ARGUMENT:
+        return UpstreamError(
+            error.code,
+            f"{error.details} (the tensor built from model {model!r}'s preprocessing profile "
+            "does not match what TF Serving expects: check the profile)",
+            error.method,
+        )
+    return error

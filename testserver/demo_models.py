@@ -4,7 +4,8 @@ weights, so every answer on a generated image is known in advance.
     python -m testserver.demo_models OUT_DIR
 
 writes, under OUT_DIR, a TF Serving model base path per model (numeric version folders), its
-label file, and ``models.config`` (a text ModelServerConfig naming them all):
+label file, ``models.config`` (a text ModelServerConfig naming them all) and ``gateway.toml``
+(the gateway's config for the demo models):
 
 - ``colors`` (v1, v2): float32 [-1,224,224,3] in [0,1] → ``probabilities`` [-1,8] and
   ``class_id`` [-1] int64. v1 names the dominant colour of the whole image, v2 of its central
@@ -169,6 +170,14 @@ def build(out: Path) -> Path:
 
     echo = Echo()
     _save(echo, out / "echo" / "1", {"serving_default": echo.serve, "bytes": echo.serve_bytes})
+
+    (out / "gateway.toml").write_text(
+        "# tfs-gateway config for the demo models (label paths are relative to this file)\n"
+        'upstream = "localhost:8500"\n\n'
+        '[models.colors]\nlabels = "colors/labels.txt"\ntop_k = 3\n\n'
+        '[models.colors_bytes]\nlabels = "colors_bytes/labels.txt"\ntop_k = 3\n\n'
+        '[models.shapes]\nlabels = "shapes/label_map.pbtxt"\nmin_score = 0.5\n'
+    )
 
     config = out / "models.config"
     config.write_text(

@@ -1,0 +1,239 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MODEL_KIND_UNSPECIFIED: _ClassVar[ModelKind]
+    MODEL_KIND_CLASSIFICATION: _ClassVar[ModelKind]
+    MODEL_KIND_DETECTION: _ClassVar[ModelKind]
+MODEL_KIND_UNSPECIFIED: ModelKind
+MODEL_KIND_CLASSIFICATION: ModelKind
+MODEL_KIND_DETECTION: ModelKind
+
+class ModelRef(_message.Message):
+    __slots__ = ("name", "version", "version_label", "signature_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    VERSION_LABEL_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    version_label: str
+    signature_name: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., version_label: _Optional[str] = ..., signature_name: _Optional[str] = ...) -> None: ...
+
+class ServedBy(_message.Message):
+    __slots__ = ("name", "version", "signature_name")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    version: int
+    signature_name: str
+    def __init__(self, name: _Optional[str] = ..., version: _Optional[int] = ..., signature_name: _Optional[str] = ...) -> None: ...
+
+class ImageSize(_message.Message):
+    __slots__ = ("width", "height")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+
+class Timings(_message.Message):
+    __slots__ = ("decode_ms", "preprocess_ms", "upstream_ms", "postprocess_ms", "total_ms")
+    DECODE_MS_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
+    UPSTREAM_MS_FIELD_NUMBER: _ClassVar[int]
+    POSTPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    decode_ms: float
+    preprocess_ms: float
+    upstream_ms: float
+    postprocess_ms: float
+    total_ms: float
+    def __init__(self, decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., upstream_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
+
+class ClassifyRequest(_message.Message):
+    __slots__ = ("model", "image", "top_k", "min_score", "request_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    image: bytes
+    top_k: int
+    min_score: float
+    request_id: str
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class Classification(_message.Message):
+    __slots__ = ("class_id", "label", "score")
+    CLASS_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    class_id: int
+    label: str
+    score: float
+    def __init__(self, class_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
+
+class ClassifyResponse(_message.Message):
+    __slots__ = ("request_id", "model", "image_size", "classifications", "timings")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: ServedBy
+    image_size: ImageSize
+    classifications: _containers.RepeatedCompositeFieldContainer[Classification]
+    timings: Timings
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ServedBy, _Mapping]] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., classifications: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+
+class DetectRequest(_message.Message):
+    __slots__ = ("model", "image", "min_score", "max_detections", "request_id")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_DETECTIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    image: bytes
+    min_score: float
+    max_detections: int
+    request_id: str
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., min_score: _Optional[float] = ..., max_detections: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class NormalizedBox(_message.Message):
+    __slots__ = ("ymin", "xmin", "ymax", "xmax")
+    YMIN_FIELD_NUMBER: _ClassVar[int]
+    XMIN_FIELD_NUMBER: _ClassVar[int]
+    YMAX_FIELD_NUMBER: _ClassVar[int]
+    XMAX_FIELD_NUMBER: _ClassVar[int]
+    ymin: float
+    xmin: float
+    ymax: float
+    xmax: float
+    def __init__(self, ymin: _Optional[float] = ..., xmin: _Optional[float] = ..., ymax: _Optional[float] = ..., xmax: _Optional[float] = ...) -> None: ...
+
+class PixelBox(_message.Message):
+    __slots__ = ("ymin", "xmin", "ymax", "xmax")
+    YMIN_FIELD_NUMBER: _ClassVar[int]
+    XMIN_FIELD_NUMBER: _ClassVar[int]
+    YMAX_FIELD_NUMBER: _ClassVar[int]
+    XMAX_FIELD_NUMBER: _ClassVar[int]
+    ymin: float
+    xmin: float
+    ymax: float
+    xmax: float
+    def __init__(self, ymin: _Optional[float] = ..., xmin: _Optional[float] = ..., ymax: _Optional[float] = ..., xmax: _Optional[float] = ...) -> None: ...
+
+class Detection(_message.Message):
+    __slots__ = ("class_id", "label", "score", "box", "pixel_box")
+    CLASS_ID_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_BOX_FIELD_NUMBER: _ClassVar[int]
+    class_id: int
+    label: str
+    score: float
+    box: NormalizedBox
+    pixel_box: PixelBox
+    def __init__(self, class_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., box: _Optional[_Union[NormalizedBox, _Mapping]] = ..., pixel_box: _Optional[_Union[PixelBox, _Mapping]] = ...) -> None: ...
+
+class DetectResponse(_message.Message):
+    __slots__ = ("request_id", "model", "image_size", "detections", "timings")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    DETECTIONS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    model: ServedBy
+    image_size: ImageSize
+    detections: _containers.RepeatedCompositeFieldContainer[Detection]
+    timings: Timings
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ServedBy, _Mapping]] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+
+class ListModelsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListModelsResponse(_message.Message):
+    __slots__ = ("models",)
+    MODELS_FIELD_NUMBER: _ClassVar[int]
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+
+class DescribeModelRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class TensorDescription(_message.Message):
+    __slots__ = ("name", "dtype", "shape", "unknown_rank")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    UNKNOWN_RANK_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    unknown_rank: bool
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., unknown_rank: _Optional[bool] = ...) -> None: ...
+
+class Preprocessing(_message.Message):
+    __slots__ = ("input_mode", "width", "height", "resize_mode", "resize_filter", "color", "normalization", "dtype", "layout")
+    INPUT_MODE_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_MODE_FIELD_NUMBER: _ClassVar[int]
+    RESIZE_FILTER_FIELD_NUMBER: _ClassVar[int]
+    COLOR_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZATION_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    LAYOUT_FIELD_NUMBER: _ClassVar[int]
+    input_mode: str
+    width: int
+    height: int
+    resize_mode: str
+    resize_filter: str
+    color: str
+    normalization: str
+    dtype: str
+    layout: str
+    def __init__(self, input_mode: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., resize_mode: _Optional[str] = ..., resize_filter: _Optional[str] = ..., color: _Optional[str] = ..., normalization: _Optional[str] = ..., dtype: _Optional[str] = ..., layout: _Optional[str] = ...) -> None: ...
+
+class ModelInfo(_message.Message):
+    __slots__ = ("name", "kind", "ready", "version", "signature_name", "inputs", "outputs", "preprocessing", "label_count", "status_message")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    READY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_NAME_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    PREPROCESSING_FIELD_NUMBER: _ClassVar[int]
+    LABEL_COUNT_FIELD_NUMBER: _ClassVar[int]
+    STATUS_MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    kind: ModelKind
+    ready: bool
+    version: int
+    signature_name: str
+    inputs: _containers.RepeatedCompositeFieldContainer[TensorDescription]
+    outputs: _containers.RepeatedCompositeFieldContainer[TensorDescription]
+    preprocessing: Preprocessing
+    label_count: int
+    status_message: str
+    def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., ready: _Optional[bool] = ..., version: _Optional[int] = ..., signature_name: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorDescription, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorDescription, _Mapping]]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., label_count: _Optional[int] = ..., status_message: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,141 @@
+"""The one place the public API's protobuf messages meet the data plane's Python types."""
+
+from __future__ import annotations
+
+from gateway._proto import classify_pb2
+from gateway.dataplane import ImageRequest, InferenceResult, ServedModel, Timings
+from gateway.errors import GatewayError
+from gateway.labels import Box, ModelKind
+from gateway.tensors import dtype_name
+from gateway.upstream import ModelRef, TensorSpec
+
+_KINDS = {
+    ModelKind.CLASSIFICATION: classify_pb2.MODEL_KIND_CLASSIFICATION,
+    ModelKind.DETECTION: classify_pb2.MODEL_KIND_DETECTION,
+}
+
+
+def model_ref(ref: classify_pb2.ModelRef) -> ModelRef:
+    choice = ref.WhichOneof("version_choice")
+    return ModelRef(
+        ref.name,
+        version=ref.version if choice == "version" else None,
+        version_label=ref.version_label if choice == "version_label" else None,
+        signature_name=ref.signature_name,
+    )
+
+
+def image_request(
+    request: classify_pb2.ClassifyRequest | classify_pb2.DetectRequest,
+    top_k: int,
+    max_detections: int,
+    timeout_s: float | None,
+) -> ImageRequest:
+    return ImageRequest(
+        model=model_ref(request.model),
+        image=request.image,
+        top_k=top_k,
+        min_score=request.min_score,
+        max_detections=max_detections,
+        timeout_s=timeout_s,
+    )
+
+
+def _timings(timings: Timings) -> classify_pb2.Timings:
+    return classify_pb2.Timings(
+        decode_ms=timings.decode_s * 1e3,
+        preprocess_ms=timings.preprocess_s * 1e3,
+        upstream_ms=timings.upstream_s * 1e3,
+        postprocess_ms=timings.postprocess_s * 1e3,
+        total_ms=timings.total_s * 1e3,
+    )
+
+
+def _common(result: InferenceResult) -> dict[str, object]:
+    return {
+        "model": classify_pb2.ServedBy(
+            name=result.model, version=result.version, signature_name=result.signature_name
+        ),
+        "image_size": classify_pb2.ImageSize(
+            width=result.image_size[0], height=result.image_size[1]
+        ),
+        "timings": _timings(result.timings),
+    }
+
+
+def classify_response(request_id: str, result: InferenceResult) -> classify_pb2.ClassifyResponse:
+    return classify_pb2.ClassifyResponse(
+        request_id=request_id,
+        classifications=[
+            classify_pb2.Classification(class_id=x.class_id, label=x.label, score=x.score)
+            for x in result.labels
+        ],
+        **_common(result),  # type: ignore[arg-type]
+    )
+
+
+def _box(box: Box, message: type) -> object:
+    return message(ymin=box.ymin, xmin=box.xmin, ymax=box.ymax, xmax=box.xmax)
+
+
+def detect_response(request_id: str, result: InferenceResult) -> classify_pb2.DetectResponse:
+    return classify_pb2.DetectResponse(
+        request_id=request_id,
+        detections=[
+            classify_pb2.Detection(
+                class_id=d.class_id,
+                label=d.label,
+                score=d.score,
+                box=_box(d.box, classify_pb2.NormalizedBox),
+                pixel_box=_box(d.pixel_box, classify_pb2.PixelBox),
+            )
+            for d in result.detections
+        ],
+        **_common(result),  # type: ignore[arg-type]
+    )
+
+
+def _tensor(spec: TensorSpec) -> classify_pb2.TensorDescription:
+    return classify_pb2.TensorDescription(
+        name=spec.alias,
+        dtype=dtype_name(spec.dtype),
+        shape=list(spec.shape or ()),
+        unknown_rank=spec.shape is None,
+    )
+
+
+def model_info(served: ServedModel) -> classify_pb2.ModelInfo:
+    info = classify_pb2.ModelInfo(
+        name=served.name,
+        ready=served.ready,
+        label_count=len(served.labels),
+        status_message=served.status_message,
+    )
+    if served.metadata is None:
+        return info
+    try:
+        plan = served.plan()
+    except GatewayError as error:
+        info.status_message = error.message
+        return info
+    signature = served.metadata.signature(plan.signature_name)
+    profile = plan.profile
+    info.kind = _KINDS[plan.outputs.kind]
+    info.version = served.metadata.version or 0
+    info.signature_name = plan.signature_name
+    info.inputs.extend(_tensor(s) for s in signature.inputs.values())
+    info.outputs.extend(_tensor(s) for s in signature.outputs.values())
+    info.preprocessing.CopyFrom(
+        classify_pb2.Preprocessing(
+            input_mode="encoded" if profile.encoded else "tensor",
+            width=profile.width,
+            height=profile.height,
+            resize_mode=profile.resize_mode.value,
+            resize_filter=profile.resize_filter,
+            color=profile.color.value,
+            normalization=profile.normalization.value,
+            dtype=dtype_name(profile.dtype),
+            layout=profile.layout,
+        )
+    )
+    return info

@@ -1,0 +1,236 @@
+"""The gRPC server: the ImageGateway servicer (proto ⇄ data plane, nothing more), health,
+reflection, the metrics endpoint, the model status poller and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+import grpc
+import grpc.aio
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from PIL import Image
+from prometheus_client import CollectorRegistry, start_http_server
+
+from gateway import convert
+from gateway._proto import classify_pb2, classify_pb2_grpc
+from gateway.config import GatewayConfig
+from gateway.dataplane import DataPlane
+from gateway.errors import GatewayError
+from gateway.metrics import Metrics
+from gateway.upstream import UpstreamClient, UpstreamOptions
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SERVICE_NAME = classify_pb2.DESCRIPTOR.services_by_name["ImageGateway"].full_name
+LIVENESS = "liveness"
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def model_service_name(model: str) -> str:
+    """The grpc.health.v1 service name that reports one model's readiness."""
+    return f"model/{model}"
+
+
+class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
+    def __init__(self, dataplane: DataPlane) -> None:
+        self.dataplane = dataplane
+        self.metrics = dataplane.metrics
+
+    async def Classify(
+        self, request: classify_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
+    ) -> classify_pb2.ClassifyResponse:
+        async def run() -> classify_pb2.ClassifyResponse:
+            call = convert.image_request(request, request.top_k, 0, context.time_remaining())
+            result = await self.dataplane.classify(call)
+            return convert.classify_response(request.request_id, result)
+
+        return await self._handle("Classify", request.model.name, request.request_id, context, run)
+
+    async def Detect(
+        self, request: classify_pb2.DetectRequest, context: grpc.aio.ServicerContext
+    ) -> classify_pb2.DetectResponse:
+        async def run() -> classify_pb2.DetectResponse:
+            call = convert.image_request(
+                request, 0, request.max_detections, context.time_remaining()
+            )
+            result = await self.dataplane.detect(call)
+            return convert.detect_response(request.request_id, result)
+
+        return await self._handle("Detect", request.model.name, request.request_id, context, run)
+
+    async def ListModels(
+        self, request: classify_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+    ) -> classify_pb2.ListModelsResponse:
+        async def run() -> classify_pb2.ListModelsResponse:
+            models = [convert.model_info(m) for m in self.dataplane.models.values()]
+            return classify_pb2.ListModelsResponse(models=models)
+
+        return await self._handle("ListModels", "", "", context, run, admit=False)
+
+    async def DescribeModel(
+        self, request: classify_pb2.DescribeModelRequest, context: grpc.aio.ServicerContext
+    ) -> classify_pb2.ModelInfo:
+        async def run() -> classify_pb2.ModelInfo:
+            return convert.model_info(self.dataplane.model(request.name))
+
+        return await self._handle("DescribeModel", request.name, "", context, run, admit=False)
+
+    async def _handle(
+        self,
+        method: str,
+        model: str,
+        request_id: str,
+        context: grpc.aio.ServicerContext,
+        run: Callable[[], Awaitable[T]],
+        admit: bool = True,
+    ) -> T:
+        """Run one RPC: admission, error → status through errors.py's table, metrics."""
+        start = time.perf_counter()
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            with self.dataplane.admitted() if admit else contextlib.nullcontext():
+                return await run()
+        except GatewayError as error:
+            code, message = error.code, error.message
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        except Exception:
+            incident = request_id or uuid.uuid4().hex[:12]
+            log.exception("%s failed (request id %s)", method, incident)
+            code, message = grpc.StatusCode.INTERNAL, f"internal error (request id {incident})"
+        finally:
+            label = self.metrics.model_label(model) if model else ""
+            self.metrics.requests.labels(method, label, code.name).inc()
+            self.metrics.request_seconds.labels(method, label).observe(time.perf_counter() - start)
+        await context.abort(code, message)
+        raise AssertionError("unreachable: abort raises")
+
+
+class GatewayServer:
+    """A running gateway: ``await GatewayServer.start(config)``, then ``await stop()``."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        server: grpc.aio.Server,
+        port: int,
+        dataplane: DataPlane,
+        health_servicer: health.aio.HealthServicer,
+        metrics_port: int | None,
+        metrics_server: Any,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.config = config
+        self.server = server
+        self.port = port
+        self.dataplane = dataplane
+        self.health = health_servicer
+        self.metrics_port = metrics_port
+        self._metrics_server = metrics_server
+        self._executor = executor
+        self._poller: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def start(
+        cls,
+        config: GatewayConfig,
+        registry: CollectorRegistry | None = None,
+        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        upstream_credentials: grpc.ChannelCredentials | None = None,
+    ) -> GatewayServer:
+        # The gateway enforces its own pixel limit from the header (DecodeLimits); Pillow's
+        # global decompression-bomb check would refuse images before the gateway could say why.
+        Image.MAX_IMAGE_PIXELS = None
+        registry = registry if registry is not None else CollectorRegistry()
+        metrics = Metrics(registry, tuple(m.name for m in config.models))
+        upstream = UpstreamClient(
+            UpstreamOptions(config.upstream, timeout_s=config.upstream_timeout_s),
+            upstream_credentials,
+        )
+        executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
+        dataplane = DataPlane(config, upstream, metrics, executor)
+
+        server = grpc.aio.server(
+            interceptors=interceptors,
+            options=[
+                ("grpc.max_receive_message_length", config.max_message_bytes),
+                ("grpc.max_send_message_length", config.max_message_bytes),
+                ("grpc.max_connection_age_ms", 5 * 60 * 1000),
+                ("grpc.max_connection_age_grace_ms", int(config.shutdown_grace_s * 1000)),
+            ],
+        )
+        classify_pb2_grpc.add_ImageGatewayServicer_to_server(
+            ImageGatewayServicer(dataplane), server
+        )
+        health_servicer = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        port = server.add_insecure_port(f"{config.host}:{config.port}")
+
+        metrics_server, metrics_port = None, None
+        if config.metrics_port >= 0:
+            metrics_server, _thread = start_http_server(
+                config.metrics_port, addr="0.0.0.0", registry=registry
+            )
+            metrics_port = metrics_server.server_port
+
+        gateway = cls(
+            config, server, port, dataplane, health_servicer, metrics_port, metrics_server, executor
+        )
+        await health_servicer.set("", NOT_SERVING)
+        await health_servicer.set(SERVICE_NAME, NOT_SERVING)
+        await health_servicer.set(LIVENESS, SERVING)
+        await server.start()
+        await gateway.poll_once()
+        gateway._poller = asyncio.create_task(gateway._poll_forever())
+        log.info("tfs-gateway serving on port %d (upstream %s)", port, config.upstream)
+        return gateway
+
+    async def poll_once(self) -> None:
+        """Refresh every model from TF Serving and publish readiness."""
+        await self.dataplane.refresh()
+        everything = bool(self.dataplane.models) and all(
+            m.ready for m in self.dataplane.models.values()
+        )
+        for served in self.dataplane.models.values():
+            await self.health.set(
+                model_service_name(served.name), SERVING if served.ready else NOT_SERVING
+            )
+        for service in ("", SERVICE_NAME):
+            await self.health.set(service, SERVING if everything else NOT_SERVING)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.status_poll_s)
+            try:
+                await self.poll_once()
+            except Exception:
+                log.exception("polling TF Serving for model status failed")
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Report NOT_SERVING, refuse new calls, let calls in flight finish within ``grace``."""
+        await self.health.enter_graceful_shutdown()
+        if self._poller is not None:
+            self._poller.cancel()
+        await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
+        await self.dataplane.upstream.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
