@@ -76,6 +76,57 @@ def start_test_server(config: Path, *flags: str, rest: bool = False) -> ModelSer
     return ModelServerProcess(process, grpc_port, rest_port, log, drain)
 
 
+@dataclass
+class GatewayProcess:
+    process: subprocess.Popen[str]
+    port: int
+    metrics_port: int
+    log: list[str]
+    drain: threading.Thread
+
+    @property
+    def target(self) -> str:
+        return f"localhost:{self.port}"
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            code = self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            code = self.process.wait()
+        self.drain.join(timeout=10)
+        assert self.process.stdout is not None
+        self.process.stdout.close()
+        return code
+
+
+def start_gateway(config: Path, *flags: str) -> GatewayProcess:
+    """Start ``python -m gateway serve`` on free ports and wait for its serving line."""
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "gateway", "serve", "--config", str(config),
+            "--port", "0", "--metrics-port", "0", *flags,
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    log: list[str] = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        log.append(line)
+        if match := re.match(r"tfs-gateway serving on .*:(\d+), metrics on :(\d+)", line):
+            drain = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
+            drain.start()
+            return GatewayProcess(process, int(match[1]), int(match[2]), log, drain)
+    process.wait(timeout=10)
+    process.stdout.close()
+    raise RuntimeError("gateway did not start:\n" + "".join(log[-30:]))
+
+
 def free_port() -> int:
     import socket
 
@@ -114,3 +165,16 @@ def tfserving_tensor_content(models_dir: Path) -> Iterator[ModelServerProcess]:
     )
     yield server
     server.stop()
+
+
+def require_tool(name: str) -> str:
+    """The path of a command-line tool; under CI=true its absence fails the test, else skips."""
+    import shutil
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (scripts/test.sh installs it under CI=true)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
