@@ -86,7 +86,8 @@ class GatewayConfig:
     upstream_timeout_s: float = 30.0
     status_poll_s: float = 10.0
     unready_after_failures: int = 3
-    shutdown_grace_s: float = 10.0
+    shutdown_grace_s: float = 10.0  # how long calls in flight may take to finish
+    shutdown_delay_s: float = 0.0  # NOT_SERVING this long before new calls are refused
     models: tuple[ModelSettings, ...] = ()
 
     def model(self, name: str) -> ModelSettings | None:

@@ -225,6 +225,8 @@ class GatewayServer:
         await self.health.enter_graceful_shutdown()
         if self._poller is not None:
             self._poller.cancel()
+        # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
+        await asyncio.sleep(self.config.shutdown_delay_s)
         await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
         await self.dataplane.upstream.close()
         self._executor.shutdown(wait=False, cancel_futures=True)

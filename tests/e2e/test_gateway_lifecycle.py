@@ -1,0 +1,149 @@
+"""The gateway's life around TF Serving: readiness that follows the upstream, UNAVAILABLE when
+TF Serving is gone, load shedding at the in-flight limit, and a SIGTERM that drains calls."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gateway._proto import classify_pb2, classify_pb2_grpc
+from tests import images
+from tests.conftest import (
+    GatewayProcess,
+    ModelServerProcess,
+    free_port,
+    start_gateway,
+    start_test_server,
+)
+
+SLOW_MS = 1500
+
+
+def _config(tmp_path: Path, models_dir: Path, upstream: str, **extra: object) -> Path:
+    lines = [f'upstream = "{upstream}"', "status_poll_s = 0.3", "unready_after_failures = 1"]
+    lines += [f"{key} = {value}" for key, value in extra.items()]
+    lines += ["[models.colors]", f'labels = "{models_dir}/colors/labels.txt"']
+    path = tmp_path / "gateway.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _health(target: str, service: str = "") -> str:
+    with grpc.insecure_channel(target) as channel:
+        response = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5
+        )
+    return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+
+
+def _wait_for(target: str, status: str, service: str = "", within: float = 20) -> None:
+    deadline = time.monotonic() + within
+    while _health(target, service) != status:
+        assert time.monotonic() < deadline, f"health of {service!r} never became {status}"
+        time.sleep(0.1)
+
+
+def _classify(target: str, timeout: float = 30) -> classify_pb2.ClassifyResponse:
+    with grpc.insecure_channel(target) as channel:
+        return classify_pb2_grpc.ImageGatewayStub(channel).Classify(
+            classify_pb2.ClassifyRequest(model={"name": "colors"}, image=images.solid("red")),
+            timeout=timeout,
+        )
+
+
+@pytest.fixture(scope="module")
+def slow_tfserving(models_dir: Path) -> Iterator[ModelServerProcess]:
+    """A test server whose every Predict takes SLOW_MS."""
+    server = start_test_server(models_dir / "models.config", "--test_latency_ms", str(SLOW_MS))
+    yield server
+    server.stop()
+
+
+def test_readiness_follows_tf_serving_and_liveness_does_not(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    port = free_port()
+    gateway = start_gateway(_config(tmp_path, models_dir, f"localhost:{port}"))
+    try:
+        assert _health(gateway.target) == "NOT_SERVING"
+        assert _health(gateway.target, "model/colors") == "NOT_SERVING"
+        assert _health(gateway.target, "liveness") == "SERVING"
+        with pytest.raises(grpc.RpcError) as caught:
+            _classify(gateway.target)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert caught.value.details().startswith("model 'colors' is not ready: upstream: ")
+
+        tfserving = start_test_server(models_dir / "models.config", "--port", str(port))
+        try:
+            _wait_for(gateway.target, "SERVING")
+            assert _health(gateway.target, "model/colors") == "SERVING"
+            assert _classify(gateway.target).classifications[0].label == "red"
+        finally:
+            tfserving.stop()
+        _wait_for(gateway.target, "NOT_SERVING")
+        assert _health(gateway.target, "liveness") == "SERVING"
+        with pytest.raises(grpc.RpcError) as caught:
+            _classify(gateway.target)
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        assert gateway.stop() == 0
+
+
+def test_requests_over_the_in_flight_limit_are_shed_at_once(
+    tmp_path: Path, models_dir: Path, slow_tfserving: ModelServerProcess
+) -> None:
+    gateway = start_gateway(
+        _config(tmp_path, models_dir, slow_tfserving.target), "--max-in-flight", "1"
+    )
+    try:
+        _wait_for(gateway.target, "SERVING")
+        first: dict[str, object] = {}
+        thread = threading.Thread(target=lambda: first.update(r=_classify(gateway.target)))
+        thread.start()
+        time.sleep(SLOW_MS / 4000)  # the first call is now waiting on the slow model
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            _classify(gateway.target)
+        shed_after = time.monotonic() - started
+        thread.join()
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert caught.value.details() == "the gateway is at its limit of 1 requests in flight"
+        assert shed_after < SLOW_MS / 1000 / 2  # refused without waiting for the model
+        assert first["r"].classifications[0].label == "red"
+    finally:
+        gateway.stop()
+
+
+def test_sigterm_drains_calls_in_flight(
+    tmp_path: Path, models_dir: Path, slow_tfserving: ModelServerProcess
+) -> None:
+    config = _config(tmp_path, models_dir, slow_tfserving.target, shutdown_delay_s=1.0)
+    gateway: GatewayProcess = start_gateway(config)
+    _wait_for(gateway.target, "SERVING")
+    result: dict[str, object] = {}
+
+    def call() -> None:
+        try:
+            result["response"] = _classify(gateway.target)
+        except grpc.RpcError as error:
+            result["error"] = error
+
+    thread = threading.Thread(target=call)
+    thread.start()
+    time.sleep(SLOW_MS / 3000)
+    gateway.process.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    assert _health(gateway.target) == "NOT_SERVING"  # answers, during shutdown_delay_s
+    thread.join()
+    assert "error" not in result
+    assert result["response"].classifications[0].label == "red"
+    assert gateway.process.wait(timeout=15) == 0
+    assert any("draining calls in flight" in line for line in gateway.log)
+    gateway.stop()
