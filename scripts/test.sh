@@ -5,6 +5,20 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
+
+# Debian tools some tests use: promtool (metrics format), protoc (the API in other languages).
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+if [ "${#need[@]}" -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test: installing Debian packages: ${need[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "test: missing ${need[*]}: their tests skip (CI=true fails them); apt-get install ${need[*]}"
+  fi
+fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 exec .venv/bin/python -m pytest "$@"
