@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from gateway._proto.tfserving import tensor_pb2
 from gateway.config import GatewayConfig, ModelSettings
 from gateway.decode import DecodeLimits
 from gateway.errors import (
@@ -37,7 +36,7 @@ from gateway.labels import (
 )
 from gateway.metrics import Metrics
 from gateway.pipeline import Color, Preprocessed, PreprocessProfile, infer_profile, preprocess
-from gateway.tensors import dtype_name, make_tensor_proto
+from gateway.tensors import dtype_name
 from gateway.upstream import (
     ModelMetadata,
     ModelRef,
@@ -45,6 +44,7 @@ from gateway.upstream import (
     TensorSpec,
     UpstreamClient,
     VersionState,
+    build_predict_request,
 )
 
 log = logging.getLogger(__name__)
@@ -249,24 +249,21 @@ class DataPlane:
         bound = self.metrics.for_model(served.name)
         bound.image_bytes.observe(len(request.image))
 
-        loop = asyncio.get_running_loop()
-        pre, tensor = await loop.run_in_executor(
-            self.executor, self._prepare, request.image, plan.profile
-        )
-        bound.image_pixels.observe(pre.header.width * pre.header.height)
         ref = ModelRef(
             served.name,
             request.model.version,
             request.model.version_label,
             plan.signature_name,
         )
+        loop = asyncio.get_running_loop()
+        pre, predict_request, serialize_s = await loop.run_in_executor(
+            self.executor, self._prepare, request.image, plan, ref
+        )
+        bound.image_pixels.observe(pre.header.width * pre.header.height)
         sent = time.perf_counter()
         try:
-            prediction = await self.upstream.predict(
-                ref,
-                {plan.profile.input_name: tensor},
-                plan.outputs.output_filter,
-                request.timeout_s,
+            prediction = await self.upstream.predict_serialized(
+                predict_request, ref, request.timeout_s
             )
         except UpstreamError as error:
             self.metrics.upstream_errors.labels(served.name, error.code.name).inc()
@@ -276,7 +273,11 @@ class DataPlane:
         done = time.perf_counter()
 
         timings = Timings(
-            pre.decode_s, pre.preprocess_s, received - sent, done - received, done - start
+            pre.decode_s,
+            pre.preprocess_s + serialize_s,
+            received - sent,
+            done - received,
+            done - start,
         )
         bound.stages["decode"].observe(timings.decode_s)
         bound.stages["preprocess"].observe(timings.preprocess_s)
@@ -292,11 +293,18 @@ class DataPlane:
         )
 
     def _prepare(
-        self, image: bytes, profile: PreprocessProfile
-    ) -> tuple[Preprocessed, tensor_pb2.TensorProto]:
-        """Worker thread: decode, preprocess and serialise the tensor off the event loop."""
+        self, image: bytes, plan: ModelPlan, ref: ModelRef
+    ) -> tuple[Preprocessed, bytes, float]:
+        """Worker thread: decode, preprocess and serialise the whole PredictRequest, so the
+        event loop never touches the tensor's bytes. Serialising counts as preprocessing."""
+        profile = plan.profile
         pre = preprocess(image, profile, self.limits)
-        return pre, make_tensor_proto(pre.tensor, profile.dtype)
+        start = time.perf_counter()
+        request = build_predict_request(
+            ref, {profile.input_name: pre.tensor}, plan.outputs.output_filter,
+            {profile.input_name: profile.dtype},
+        )  # fmt: skip
+        return pre, request, time.perf_counter() - start
 
     def _postprocess(
         self,

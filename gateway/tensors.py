@@ -102,12 +102,24 @@ def make_tensor_proto(
     ``dtype`` converts on the way (for example float32 → DT_HALF or DT_BFLOAT16); by default
     the array's own dtype is kept.
     """
+    proto = tensor_pb2.TensorProto()
+    fill_tensor_proto(proto, values, dtype)
+    return proto
+
+
+def fill_tensor_proto(
+    proto: tensor_pb2.TensorProto,
+    values: np.ndarray | np.generic | Sequence[bytes] | bytes,
+    dtype: DataType | None = None,
+) -> None:
+    """:func:`make_tensor_proto` into an existing (empty) message, such as a request's input
+    map entry, which saves copying the tensor's bytes once more."""
     if isinstance(values, np.ndarray | np.generic):
         array = np.asarray(values)
     else:  # bytes, or a sequence of bytes: keep each item whole (no numpy 'S' trimming)
         array = np.asarray(values, dtype=object)
     target = datatype_of(array) if dtype is None else dtype
-    proto = tensor_pb2.TensorProto(dtype=target)
+    proto.dtype = target
     proto.tensor_shape.dim.extend(tensor_pb2.TensorShapeProto.Dim(size=n) for n in array.shape)
     if target == types_pb2.DT_STRING:
         proto.string_val.extend(_as_bytes(item) for item in array.ravel())
@@ -115,7 +127,6 @@ def make_tensor_proto(
         proto.tensor_content = _float32_to_bfloat16_bits(array).tobytes()
     else:
         proto.tensor_content = np.ascontiguousarray(array, dtype=numpy_dtype(target)).tobytes()
-    return proto
 
 
 def make_ndarray(proto: tensor_pb2.TensorProto) -> np.ndarray:

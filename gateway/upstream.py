@@ -26,7 +26,7 @@ from gateway._proto.tfserving import (
     tensor_pb2,
 )
 from gateway.errors import SignatureNotFoundError, UpstreamError, UpstreamProtocolError
-from gateway.tensors import DataType, make_ndarray, make_tensor_proto
+from gateway.tensors import DataType, fill_tensor_proto, make_ndarray
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 GET_MODEL_METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
@@ -166,9 +166,9 @@ class UpstreamClient:
             self._channel = grpc.aio.secure_channel(
                 options.target, credentials, options.channel_options()
             )
-        self._predict = self._channel.unary_unary(
+        self._predict_bytes = self._channel.unary_unary(
             PREDICT,
-            request_serializer=predict_pb2.PredictRequest.SerializeToString,
+            request_serializer=None,  # requests arrive serialised: build_predict_request
             response_deserializer=predict_pb2.PredictResponse.FromString,
         )
         self._metadata = self._channel.unary_unary(
@@ -238,14 +238,16 @@ class UpstreamClient:
         timeout: float | None = None,
     ) -> Prediction:
         """Run Predict. Inputs may be arrays or TensorProtos already built by the caller."""
-        request = predict_pb2.PredictRequest(output_filter=output_filter)
-        model.fill(request.model_spec)
-        for alias, value in inputs.items():
-            tensor = (
-                value if isinstance(value, tensor_pb2.TensorProto) else make_tensor_proto(value)
-            )
-            request.inputs[alias].CopyFrom(tensor)
-        response = await self._call(self._predict, PREDICT, request, timeout)
+        return await self.predict_serialized(
+            build_predict_request(model, inputs, output_filter), model, timeout
+        )
+
+    async def predict_serialized(
+        self, request: bytes, model: ModelRef, timeout: float | None = None
+    ) -> Prediction:
+        """Run Predict with a request serialised beforehand (by :func:`build_predict_request`,
+        typically in a worker thread, so the event loop never copies the tensor's bytes)."""
+        response = await self._call(self._predict_bytes, PREDICT, request, timeout)
         spec = response.model_spec
         return Prediction(
             model=spec.name or model.name,
@@ -268,6 +270,25 @@ class UpstreamClient:
             return await method(request, timeout=deadline)
         except grpc.aio.AioRpcError as error:
             raise UpstreamError(error.code(), error.details() or "", path) from None
+
+
+def build_predict_request(
+    model: ModelRef,
+    inputs: Mapping[str, np.ndarray | tensor_pb2.TensorProto],
+    output_filter: Sequence[str] = (),
+    dtypes: Mapping[str, DataType] | None = None,
+) -> bytes:
+    """A serialised PredictRequest. Arrays are written straight into the request's input map
+    (``tensor_content``), optionally converted to ``dtypes[alias]``. Thread-safe: call it off
+    the event loop."""
+    request = predict_pb2.PredictRequest(output_filter=output_filter)
+    model.fill(request.model_spec)
+    for alias, value in inputs.items():
+        if isinstance(value, tensor_pb2.TensorProto):
+            request.inputs[alias].CopyFrom(value)
+        else:
+            fill_tensor_proto(request.inputs[alias], value, (dtypes or {}).get(alias))
+    return request.SerializeToString()
 
 
 def _signature(name: str, proto: get_model_metadata_pb2.SignatureDef) -> Signature:
