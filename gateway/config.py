@@ -88,6 +88,7 @@ class GatewayConfig:
     unready_after_failures: int = 3
     shutdown_grace_s: float = 10.0  # how long calls in flight may take to finish
     shutdown_delay_s: float = 0.0  # NOT_SERVING this long before new calls are refused
+    heap_top_pad_bytes: int = 16 * 1024 * 1024  # glibc M_TOP_PAD; 0: leave malloc alone
     models: tuple[ModelSettings, ...] = ()
 
     def model(self, name: str) -> ModelSettings | None:

@@ -24,6 +24,7 @@ from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.config import GatewayConfig
 from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError
+from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
 from gateway.upstream import UpstreamClient, UpstreamOptions
 
@@ -152,6 +153,7 @@ class GatewayServer:
         # The gateway enforces its own pixel limit from the header (DecodeLimits); Pillow's
         # global decompression-bomb check would refuse images before the gateway could say why.
         Image.MAX_IMAGE_PIXELS = None
+        keep_heap_top_pad(config.heap_top_pad_bytes)
         registry = registry if registry is not None else CollectorRegistry()
         metrics = Metrics(registry, tuple(m.name for m in config.models))
         upstream = UpstreamClient(
