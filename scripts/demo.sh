@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
 # The main job: set up .venv, build the demo models, start the TF-Serving-compatible test server
-# with them (gRPC :8500, REST :8501), and call it through the gateway's TF-free upstream client.
-# The server keeps running afterwards; `bash scripts/demo.sh stop` stops it.
+# with them (gRPC :8500, REST :8501) and the gateway in front of it (gRPC :9000, metrics :9100),
+# then classify and detect generated images through the gateway. Both keep running afterwards;
+# `bash scripts/demo.sh stop` stops them.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 var="$root/var"
-grpc_port="${GRPC_PORT:-8500}"
+tfs_port="${TFS_PORT:-8500}"
 rest_port="${REST_PORT:-8501}"
+gateway_port="${GATEWAY_PORT:-9000}"
+metrics_port="${METRICS_PORT:-9100}"
 export TF_CPP_MIN_LOG_LEVEL=2
 
-stop_server() {
-  if [ -f "$var/testserver.pid" ]; then
-    kill "$(cat "$var/testserver.pid")" 2>/dev/null || true
-    rm -f "$var/testserver.pid"
-  fi
+stop() {
+  for name in gateway testserver; do
+    if [ -f "$var/$name.pid" ]; then
+      kill "$(cat "$var/$name.pid")" 2>/dev/null || true
+      rm -f "$var/$name.pid"
+    fi
+  done
 }
-if [ "${1:-}" = "stop" ]; then stop_server; echo "demo: stopped"; exit 0; fi
+# wait_for NAME LOGFILE PATTERN: until PATTERN is in LOGFILE, or fail if NAME's process died.
+wait_for() {
+  for _ in $(seq 240); do
+    if grep -q "$3" "$2"; then return 0; fi
+    if ! kill -0 "$(cat "$var/$1.pid")" 2>/dev/null; then
+      echo "demo: $1 failed to start:" >&2; tail -20 "$2" >&2; exit 1
+    fi
+    sleep 0.5
+  done
+  echo "demo: $1 did not start in 2 minutes:" >&2; tail -20 "$2" >&2; exit 1
+}
+if [ "${1:-}" = "stop" ]; then stop; echo "demo: stopped"; exit 0; fi
 
 bash scripts/setup.sh
 mkdir -p "$var"
@@ -26,27 +42,38 @@ if [ ! -f "$var/models/models.config" ] || [ testserver/demo_models.py -nt "$var
   .venv/bin/python -m testserver.demo_models "$var/models" >"$var/build-models.log" 2>&1 || {
     echo "demo: building the models failed:" >&2; tail -20 "$var/build-models.log" >&2; exit 1; }
 fi
+.venv/bin/python examples/make_images.py "$var/images" >/dev/null
 
-stop_server
-echo "demo: starting the test server (gRPC :$grpc_port, REST :$rest_port)"
-.venv/bin/python -m testserver --port "$grpc_port" --rest_api_port "$rest_port" \
+stop
+echo "demo: starting the TF-Serving-compatible test server (gRPC :$tfs_port, REST :$rest_port)"
+.venv/bin/python -m testserver --port "$tfs_port" --rest_api_port "$rest_port" \
   --model_config_file "$var/models/models.config" >"$var/testserver.log" 2>&1 &
 echo $! >"$var/testserver.pid"
-for _ in $(seq 120); do
-  if grep -q "Exporting HTTP/REST API" "$var/testserver.log"; then break; fi
-  if ! kill -0 "$(cat "$var/testserver.pid")" 2>/dev/null; then
-    echo "demo: the test server failed to start:" >&2; tail -20 "$var/testserver.log" >&2; exit 1
-  fi
-  sleep 0.5
-done
+wait_for testserver "$var/testserver.log" "Exporting HTTP/REST API"
 
-.venv/bin/tfs-gateway describe colors --upstream "localhost:$grpc_port"
+echo "demo: starting the gateway (gRPC :$gateway_port, metrics :$metrics_port)"
+.venv/bin/tfs-gateway serve --config "$var/models/gateway.toml" --upstream "localhost:$tfs_port" \
+  --port "$gateway_port" --metrics-port "$metrics_port" >"$var/gateway.log" 2>&1 &
+echo $! >"$var/gateway.pid"
+wait_for gateway "$var/gateway.log" "tfs-gateway serving on"
+
+gw=(--gateway "localhost:$gateway_port")
 echo
-.venv/bin/python examples/upstream_client.py "localhost:$grpc_port"
+.venv/bin/tfs-gateway models "${gw[@]}"
+echo
+.venv/bin/tfs-gateway classify "${gw[@]}" --model colors var/images/red.jpg var/images/green.png var/images/blue.webp
+.venv/bin/tfs-gateway classify "${gw[@]}" --model colors --version 1 --top-k 1 var/images/framed.png
+.venv/bin/tfs-gateway classify "${gw[@]}" --model colors --version 2 --top-k 1 var/images/framed.png
+.venv/bin/tfs-gateway classify "${gw[@]}" --model colors_bytes --top-k 1 var/images/red.jpg
+echo
+.venv/bin/tfs-gateway detect "${gw[@]}" --model shapes var/images/scene.png var/images/scene-rotated.jpg
 cat <<MSG
 
-The test server is still running with the demo models (log: var/testserver.log):
-  gRPC  localhost:$grpc_port   (tensorflow.serving.PredictionService, ModelService)
-  REST  http://localhost:$rest_port/v1/models/colors
-Stop it with: bash scripts/demo.sh stop
+Running, with the demo models (logs in var/):
+  gateway      localhost:$gateway_port   tfsgateway.v1.ImageGateway, grpc.health.v1, reflection
+  metrics      http://localhost:$metrics_port/metrics
+  TF Serving   localhost:$tfs_port (gRPC), http://localhost:$rest_port/v1/models/colors (REST)
+Try:  .venv/bin/tfs-gateway classify --model colors YOUR.jpg
+      .venv/bin/python examples/classify_client.py var/images/red.jpg
+Stop: bash scripts/demo.sh stop
 MSG

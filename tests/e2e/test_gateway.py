@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -452,3 +453,55 @@ def test_gateway_process_never_loads_tensorflow(stub, gateway: GatewayProcess) -
     maps = Path(f"/proc/{gateway.process.pid}/maps").read_text()
     assert "tensorflow" not in maps
     assert "libgrpc" in maps or "cygrpc" in maps  # the check reads the right process
+
+
+# --- the CLI and the example client, as users run them -------------------------------------
+
+
+def test_cli_classify_and_detect_print_json(gateway: GatewayProcess, tmp_path: Path) -> None:
+    import json
+
+    red, scene = tmp_path / "red.jpg", tmp_path / "scene.png"
+    red.write_bytes(images.solid("red"))
+    scene.write_bytes(images.encode(images.scene(), "PNG"))
+    base = [sys.executable, "-m", "gateway"]
+    out = subprocess.run(
+        [*base, "classify", str(red), "--model", "colors", "--top-k", "2", "--json",
+         "--gateway", gateway.target],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    response = json.loads(out)
+    assert [c["label"] for c in response["classifications"]] == ["red", "black"]
+    assert response["classifications"][0]["class_id"] == "0"  # int64 in proto3 JSON
+    out = subprocess.run(
+        [*base, "detect", str(scene), "--model", "shapes", "--gateway", gateway.target],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "red (class 1)  x 40-140  y 30-130" in out
+    assert "blue (class 3)  x 200-350  y 150-260" in out
+    health = subprocess.run(
+        [*base, "health", "--gateway", gateway.target], capture_output=True, text=True
+    )
+    assert (health.returncode, health.stdout.strip()) == (0, "SERVING")
+
+
+def test_cli_reports_errors_with_their_status(gateway: GatewayProcess, tmp_path: Path) -> None:
+    bad = tmp_path / "notes.txt"
+    bad.write_text("not an image")
+    result = subprocess.run(
+        [sys.executable, "-m", "gateway", "classify", str(bad), "--model", "colors",
+         "--gateway", gateway.target],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert result.stderr.startswith("tfs-gateway: INVALID_ARGUMENT: the data is not an image")
+
+
+def test_example_python_client(gateway: GatewayProcess, tmp_path: Path) -> None:
+    image = tmp_path / "blue.png"
+    image.write_bytes(images.solid("blue", fmt="PNG"))
+    out = subprocess.run(
+        [sys.executable, "examples/classify_client.py", str(image), "--gateway", gateway.target],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert out.splitlines()[1].split()[0] == "blue"
