@@ -18,7 +18,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway import __version__
 from gateway._proto import classify_pb2, classify_pb2_grpc
-from gateway.config import ConfigError, ModelSettings, load_config
+from gateway.config import ConfigError, GatewayConfig, ModelSettings, load_config
 from gateway.errors import GatewayError
 from gateway.tensors import dtype_name
 from gateway.upstream import ModelRef, UpstreamClient, UpstreamOptions
@@ -33,7 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
     from gateway.server import GatewayServer  # the server's imports only where it runs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    try:
+
+    def read_config() -> GatewayConfig:
         config = load_config(
             args.config,
             overrides={
@@ -44,15 +45,17 @@ def _serve(args: argparse.Namespace) -> int:
                 "max_in_flight": args.max_in_flight,
             },
         )
+        extra = []
+        for spec in args.model or ():
+            name, _, labels = spec.partition("=")
+            extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
+        return dataclasses.replace(config, models=(*config.models, *extra))
+
+    try:
+        config = read_config()
     except ConfigError as error:
         print(f"tfs-gateway: config: {error}", file=sys.stderr)
         return 2
-    extra = []
-    for spec in args.model or ():
-        name, _, labels = spec.partition("=")
-        extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
-    if extra:
-        config = dataclasses.replace(config, models=(*config.models, *extra))
 
     async def run() -> None:
         gateway = await GatewayServer.start(config)
@@ -65,6 +68,22 @@ def _serve(args: argparse.Namespace) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stopping.set)
+        reloads: set[asyncio.Task[None]] = set()
+
+        async def reload() -> None:
+            try:
+                await gateway.reload(read_config())
+            except ConfigError as error:
+                logging.getLogger("gateway").error(
+                    "config reload refused, keeping the old: %s", error
+                )
+
+        def on_sighup() -> None:
+            task = asyncio.ensure_future(reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_sighup)
         await stopping.wait()
         print("tfs-gateway: draining calls in flight and stopping", flush=True)
         await gateway.stop()

@@ -162,12 +162,27 @@ class DataPlane:
         self.upstream = upstream
         self.metrics = metrics
         self.executor = executor
-        self.limits = DecodeLimits(config.max_image_pixels, config.allowed_formats)
-        self.models = {
-            m.name: ServedModel(m, load_labels(m.labels) if m.labels else {}) for m in config.models
-        }
+        self.models: dict[str, ServedModel] = {}
         self.in_flight = 0
-        metrics.in_flight_limit.set(config.max_in_flight)
+        self.reconfigure(config)
+
+    def reconfigure(self, config: GatewayConfig) -> None:
+        """Adopt new settings (SIGHUP): limits, models and their label files. A model that stays
+        keeps its TF Serving metadata; calls in flight finish with what they started with."""
+        models = {}
+        for settings in config.models:
+            labels = load_labels(settings.labels) if settings.labels else {}
+            old = self.models.get(settings.name)
+            served = ServedModel(settings, labels)
+            if old is not None:
+                served.metadata, served.ready = old.metadata, old.ready
+                served.status_message = old.status_message
+            models[settings.name] = served
+        self.config = config
+        self.limits = DecodeLimits(config.max_image_pixels, config.allowed_formats)
+        self.models = models
+        self.metrics.add_models(tuple(models))
+        self.metrics.in_flight_limit.set(config.max_in_flight)
 
     # --- models ---------------------------------------------------------------------------
 

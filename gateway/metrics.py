@@ -31,7 +31,6 @@ class ModelMetrics:
 class Metrics:
     def __init__(self, registry: CollectorRegistry, models: tuple[str, ...]) -> None:
         self.registry = registry
-        self.models = frozenset(models)
         self.requests = Counter(
             "tfs_gateway_requests",
             "Requests handled, by RPC method, model and gRPC status code.",
@@ -88,9 +87,17 @@ class Metrics:
             ["model"],
             registry=registry,
         )
-        self._per_model = {name: self._bind(name) for name in (*models, UNKNOWN_MODEL)}
+        self._per_model = {UNKNOWN_MODEL: self._bind(UNKNOWN_MODEL)}
+        self.models = frozenset()
+        self.add_models(models)
+
+    def add_models(self, models: tuple[str, ...]) -> None:
+        """Start counting under these model names (at start-up, and on a config reload)."""
         for name in models:
-            self.model_ready.labels(name).set(0)
+            if name not in self._per_model:
+                self._per_model[name] = self._bind(name)
+                self.model_ready.labels(name).set(0)
+        self.models = self.models | frozenset(models)
 
     def _bind(self, model: str) -> ModelMetrics:
         return ModelMetrics(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -200,6 +201,18 @@ class GatewayServer:
         gateway._poller = asyncio.create_task(gateway._poll_forever())
         log.info("tfs-gateway serving on port %d (upstream %s)", port, config.upstream)
         return gateway
+
+    async def reload(self, config: GatewayConfig) -> None:
+        """Take a re-read config (SIGHUP): models, profiles, labels and limits change at once;
+        listening addresses, the upstream target and pools need a restart."""
+        fixed = ("upstream", "host", "port", "metrics_port", "decode_threads", "max_message_bytes")
+        for name in fixed:
+            if getattr(config, name) != getattr(self.config, name):
+                log.warning("config reload: %s changed; it takes effect at the next restart", name)
+        self.dataplane.reconfigure(config)
+        self.config = dataclasses.replace(config, **{n: getattr(self.config, n) for n in fixed})
+        await self.poll_once()
+        log.info("config reloaded: models %s", ", ".join(m.name for m in config.models))
 
     async def poll_once(self) -> None:
         """Refresh every model from TF Serving and publish readiness."""

@@ -42,9 +42,12 @@ class ModelServerProcess:
         self.process.stdout.close()
 
 
-def start_test_server(config: Path, *flags: str, rest: bool = False) -> ModelServerProcess:
-    """Start ``python -m testserver`` on port 0 and wait for its start-up lines."""
-    args = [sys.executable, "-m", "testserver", "--port", "0", "--model_config_file", str(config)]
+def start_test_server(config: Path | None, *flags: str, rest: bool = False) -> ModelServerProcess:
+    """Start ``python -m testserver`` on port 0 (unless flags say otherwise) and wait for its
+    start-up lines. Without ``config``, flags name the model (--model_name ...)."""
+    args = [sys.executable, "-m", "testserver", "--port", "0"]
+    if config is not None:
+        args += ["--model_config_file", str(config)]
     if rest:
         args += ["--rest_api_port", str(free_port())]
     process = subprocess.Popen(

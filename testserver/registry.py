@@ -69,18 +69,35 @@ def _select_versions(
     return available[-count:]
 
 
+def _load_version(name: str, path: Path, version: int) -> ServedVersion:
+    loaded = tf.saved_model.load(str(path))
+    log.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+    return ServedVersion(
+        version=version,
+        path=path,
+        signature_defs=_serve_signature_defs(path),
+        functions=dict(loaded.signatures),
+    )
+
+
+def sync_versions(model: ServedModel, config: model_server_config_pb2.ModelConfig) -> None:
+    """Load the versions the policy wants from disk and drop the others, as TF Serving's file
+    system poll does. The version map is replaced whole, so readers never see it half-built."""
+    wanted = _select_versions(_versions_on_disk(model.base_path), config)
+    if sorted(model.versions) == wanted:
+        return
+    versions = {
+        v: model.versions.get(v) or _load_version(model.name, model.base_path / str(v), v)
+        for v in wanted
+    }
+    for gone in sorted(set(model.versions) - set(versions)):
+        log.info("Unloaded servable version {name: %s version: %d}", model.name, gone)
+    model.versions = versions
+
+
 def load_model(config: model_server_config_pb2.ModelConfig) -> ServedModel:
     model = ServedModel(name=config.name, base_path=Path(config.base_path))
-    for version in _select_versions(_versions_on_disk(model.base_path), config):
-        path = model.base_path / str(version)
-        loaded = tf.saved_model.load(str(path))
-        model.versions[version] = ServedVersion(
-            version=version,
-            path=path,
-            signature_defs=_serve_signature_defs(path),
-            functions=dict(loaded.signatures),
-        )
-        log.info("Successfully loaded servable version {name: %s version: %d}", model.name, version)
+    sync_versions(model, config)
     for label, version in config.version_labels.items():
         if version not in model.versions:
             raise ValueError(
@@ -92,7 +109,16 @@ def load_model(config: model_server_config_pb2.ModelConfig) -> ServedModel:
 
 class ModelRegistry:
     def __init__(self, configs: list[model_server_config_pb2.ModelConfig]) -> None:
+        self.configs = {config.name: config for config in configs}
         self.models = {config.name: load_model(config) for config in configs}
+
+    def poll(self) -> None:
+        """One file-system poll: pick up new version folders, drop removed ones."""
+        for name, model in self.models.items():
+            try:
+                sync_versions(model, self.configs[name])
+            except Exception:
+                log.exception("loading a new version of %s failed", name)
 
     def resolve(self, spec: model_pb2.ModelSpec) -> tuple[ServedModel, ServedVersion]:
         """The version a request's ModelSpec names, as ServerCore::GetServableHandle finds it."""

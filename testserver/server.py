@@ -150,6 +150,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="answer Predict in tensor_content instead of the typed *_val fields",
     )
     parser.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="how often to look for new version folders (0: never)",
+    )
+    parser.add_argument(
         "--test_latency_ms",
         type=float,
         default=0.0,
@@ -211,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
-    stopped.wait()
+    poll_every = args.file_system_poll_wait_seconds
+    while not stopped.wait(poll_every if poll_every > 0 else None):
+        registry.poll()
     if rest is not None:
         rest.shutdown()
     server.stop(grace=2).wait()

@@ -3,6 +3,7 @@ TF Serving is gone, load shedding at the in-flight limit, and a SIGTERM that dra
 
 from __future__ import annotations
 
+import shutil
 import signal
 import threading
 import time
@@ -147,3 +148,83 @@ def test_sigterm_drains_calls_in_flight(
     assert gateway.process.wait(timeout=15) == 0
     assert any("draining calls in flight" in line for line in gateway.log)
     gateway.stop()
+
+
+def test_gateway_follows_tf_serving_to_a_new_model_version(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    base = tmp_path / "colors"
+    shutil.copytree(models_dir / "colors" / "1", base / "1")
+    tfserving = start_test_server(
+        None, "--model_name", "colors", "--model_base_path", str(base),
+        "--file_system_poll_wait_seconds", "0.3",
+    )  # fmt: skip
+    gateway = start_gateway(_config(tmp_path, models_dir, tfserving.target))
+    image = images.framed("red", "blue")
+
+    def ask() -> tuple[int, str]:
+        with grpc.insecure_channel(gateway.target) as channel:
+            response = classify_pb2_grpc.ImageGatewayStub(channel).Classify(
+                classify_pb2.ClassifyRequest(model={"name": "colors"}, image=image), timeout=30
+            )
+        return response.model.version, response.classifications[0].label
+
+    try:
+        _wait_for(gateway.target, "SERVING")
+        assert ask() == (1, "red")
+        shutil.copytree(models_dir / "colors" / "2", tmp_path / "incoming")
+        (tmp_path / "incoming").rename(base / "2")  # appears whole, as a deployment would do it
+        deadline = time.monotonic() + 20
+        while (answer := ask()) != (2, "blue"):
+            assert time.monotonic() < deadline, f"still answering {answer}"
+            time.sleep(0.2)
+
+        def described_version() -> int:
+            with grpc.insecure_channel(gateway.target) as channel:
+                return (
+                    classify_pb2_grpc.ImageGatewayStub(channel)
+                    .DescribeModel(classify_pb2.DescribeModelRequest(name="colors"), timeout=10)
+                    .version
+                )
+
+        # The gateway reloads the signature within one status poll of TF Serving's switch.
+        while described_version() != 2:
+            assert time.monotonic() < deadline, "the gateway kept version 1's signature"
+            time.sleep(0.1)
+    finally:
+        gateway.stop()
+        tfserving.stop()
+
+
+def test_sighup_reloads_config_and_labels_without_a_restart(
+    tmp_path: Path, models_dir: Path, tfserving: ModelServerProcess
+) -> None:
+    labels = tmp_path / "labels.txt"
+    labels.write_text((models_dir / "colors" / "labels.txt").read_text())
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'upstream = "{tfserving.target}"\n[models.colors]\nlabels = "{labels}"\ntop_k = 3\n'
+    )
+    gateway = start_gateway(config)
+    try:
+        _wait_for(gateway.target, "SERVING")
+        assert [c.label for c in _classify(gateway.target).classifications] == [
+            "red",
+            "black",
+            "yellow",
+        ]
+        labels.write_text(labels.read_text().replace("red", "rouge"))
+        config.write_text(config.read_text().replace("top_k = 3", "top_k = 1"))
+        gateway.process.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while [c.label for c in _classify(gateway.target).classifications] != ["rouge"]:
+            assert time.monotonic() < deadline, "the reload never took effect"
+            time.sleep(0.1)
+        assert _health(gateway.target) == "SERVING"
+        config.write_text("prot = 1\n")  # a broken config is refused; the old one stays
+        gateway.process.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        assert [c.label for c in _classify(gateway.target).classifications] == ["rouge"]
+        assert any("config reload refused" in line for line in gateway.log)
+    finally:
+        assert gateway.stop() == 0
