@@ -42,6 +42,7 @@ def _serve(args: argparse.Namespace) -> int:
                 "host": args.host,
                 "port": args.port,
                 "metrics_port": args.metrics_port,
+                "http_port": args.http_port,
                 "max_in_flight": args.max_in_flight,
             },
         )
@@ -59,9 +60,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def run() -> None:
         gateway = await GatewayServer.start(config)
+        http = f"http://localhost:{gateway.http_port}/" if gateway.http_port else "off"
         print(
             f"tfs-gateway serving on {config.host}:{gateway.port}, metrics on "
-            f":{gateway.metrics_port}, upstream {config.upstream}",
+            f":{gateway.metrics_port}, web page and HTTP API on {http}, upstream {config.upstream}",
             flush=True,
         )
         stopping = asyncio.Event()
@@ -242,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default [::])")
     serve.add_argument("--port", type=int, help="gRPC port (default 9000; 0: any free port)")
     serve.add_argument("--metrics-port", type=int, help="Prometheus port (default 9100; -1: off)")
+    serve.add_argument(
+        "--http-port", type=int, help="HTTP API and web page (default 8080; -1: off)"
+    )
     serve.add_argument("--max-in-flight", type=int, help="requests in flight before shedding")
     serve.add_argument(
         "--model",

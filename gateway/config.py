@@ -78,6 +78,7 @@ class GatewayConfig:
     host: str = "[::]"
     port: int = 9000
     metrics_port: int = 9100  # -1: no metrics endpoint
+    http_port: int = 8080  # HTTP/JSON API and web page; -1: off
     max_in_flight: int = 128
     max_message_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 50_000_000

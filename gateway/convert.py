@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from gateway._proto import classify_pb2
 from gateway.dataplane import ImageRequest, InferenceResult, ServedModel, Timings
+from gateway.drawing import AnnotateSpec
 from gateway.errors import GatewayError
 from gateway.labels import Box, ModelKind
 from gateway.tensors import dtype_name
@@ -31,6 +32,7 @@ def image_request(
     max_detections: int,
     timeout_s: float | None,
 ) -> ImageRequest:
+    annotate = request.annotate
     return ImageRequest(
         model=model_ref(request.model),
         image=request.image,
@@ -38,6 +40,12 @@ def image_request(
         min_score=request.min_score,
         max_detections=max_detections,
         timeout_s=timeout_s,
+        annotate=AnnotateSpec(
+            png=annotate.format == classify_pb2.IMAGE_FORMAT_PNG,
+            jpeg_quality=annotate.jpeg_quality,
+        )
+        if annotate.enabled
+        else None,
     )
 
 
@@ -52,7 +60,7 @@ def _timings(timings: Timings) -> classify_pb2.Timings:
 
 
 def _common(result: InferenceResult) -> dict[str, object]:
-    return {
+    common: dict[str, object] = {
         "model": classify_pb2.ServedBy(
             name=result.model, version=result.version, signature_name=result.signature_name
         ),
@@ -61,6 +69,14 @@ def _common(result: InferenceResult) -> dict[str, object]:
         ),
         "timings": _timings(result.timings),
     }
+    if result.annotated is not None:
+        width, height = result.annotated.size
+        common["annotated_image"] = classify_pb2.EncodedImage(
+            data=result.annotated.data,
+            mime_type=result.annotated.mime_type,
+            size=classify_pb2.ImageSize(width=width, height=height),
+        )
+    return common
 
 
 def classify_response(request_id: str, result: InferenceResult) -> classify_pb2.ClassifyResponse:

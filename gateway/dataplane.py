@@ -12,7 +12,14 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from gateway.config import GatewayConfig, ModelSettings
-from gateway.decode import DecodeLimits
+from gateway.decode import DecodeLimits, decode_image
+from gateway.drawing import (
+    AnnotateSpec,
+    EncodedImage,
+    draw_classifications,
+    draw_detections,
+    encode,
+)
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -128,6 +135,7 @@ class ImageRequest:
     min_score: float = 0.0
     max_detections: int = 0
     timeout_s: float | None = None  # what is left of the caller's deadline
+    annotate: AnnotateSpec | None = None  # return the image with the results drawn on it
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +156,7 @@ class InferenceResult:
     timings: Timings
     labels: list[Label] = field(default_factory=list)
     detections: list[Detection] = field(default_factory=list)
+    annotated: EncodedImage | None = None
 
 
 class DataPlane:
@@ -285,6 +294,11 @@ class DataPlane:
             raise for_caller(error, served.name) from None
         received = time.perf_counter()
         result = self._postprocess(served, plan, request, pre, prediction)
+        annotated = None
+        if request.annotate is not None:
+            annotated = await loop.run_in_executor(
+                self.executor, self._annotate, request, plan.profile, result
+            )
         done = time.perf_counter()
 
         timings = Timings(
@@ -304,6 +318,7 @@ class DataPlane:
             signature_name=prediction.signature_name,
             image_size=(pre.header.width, pre.header.height),
             timings=timings,
+            annotated=annotated,
             **result,
         )
 
@@ -320,6 +335,21 @@ class DataPlane:
             {profile.input_name: profile.dtype},
         )  # fmt: skip
         return pre, request, time.perf_counter() - start
+
+    def _annotate(
+        self,
+        request: ImageRequest,
+        profile: PreprocessProfile,
+        result: dict[str, list[Label] | list[Detection]],
+    ) -> EncodedImage:
+        """Worker thread: draw on the original image, decoded again at full size."""
+        assert request.annotate is not None
+        image = decode_image(request.image, self.limits, background=profile.background).image
+        if "detections" in result:
+            drawn = draw_detections(image, result["detections"])  # type: ignore[arg-type]
+        else:
+            drawn = draw_classifications(image, result["labels"])  # type: ignore[arg-type]
+        return encode(drawn, request.annotate)
 
     def _postprocess(
         self,

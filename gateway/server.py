@@ -133,6 +133,10 @@ class GatewayServer:
         metrics_server: Any,
         executor: ThreadPoolExecutor,
     ) -> None:
+        self.ready = False
+        self._stopping = False
+        self.http_port: int | None = None
+        self._http_runner: Any = None
         self.config = config
         self.server = server
         self.port = port
@@ -197,6 +201,13 @@ class GatewayServer:
         await health_servicer.set(SERVICE_NAME, NOT_SERVING)
         await health_servicer.set(LIVENESS, SERVING)
         await server.start()
+        if config.http_port >= 0:
+            from gateway.http import create_app, start_http
+
+            app = create_app(dataplane, lambda: gateway.ready, config.max_message_bytes)
+            gateway._http_runner, gateway.http_port = await start_http(
+                app, config.host, config.http_port
+            )
         await gateway.poll_once()
         gateway._poller = asyncio.create_task(gateway._poll_forever())
         log.info("tfs-gateway serving on port %d (upstream %s)", port, config.upstream)
@@ -226,6 +237,7 @@ class GatewayServer:
             )
         for service in ("", SERVICE_NAME):
             await self.health.set(service, SERVING if everything else NOT_SERVING)
+        self.ready = everything and not self._stopping
 
     async def _poll_forever(self) -> None:
         while True:
@@ -237,12 +249,18 @@ class GatewayServer:
 
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new calls, let calls in flight finish within ``grace``."""
+        self._stopping, self.ready = True, False
         await self.health.enter_graceful_shutdown()
         if self._poller is not None:
             self._poller.cancel()
         # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
         await asyncio.sleep(self.config.shutdown_delay_s)
-        await self.server.stop(self.config.shutdown_grace_s if grace is None else grace)
+        grace = self.config.shutdown_grace_s if grace is None else grace
+        if self._http_runner is not None:
+            await self._http_runner.shutdown()  # stop accepting; calls in flight go on
+        await self.server.stop(grace)
+        if self._http_runner is not None:
+            await self._http_runner.cleanup()
         await self.dataplane.upstream.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._metrics_server is not None:

@@ -84,12 +84,17 @@ class GatewayProcess:
     process: subprocess.Popen[str]
     port: int
     metrics_port: int
+    http_port: int | None
     log: list[str]
     drain: threading.Thread
 
     @property
     def target(self) -> str:
         return f"localhost:{self.port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://localhost:{self.http_port}"
 
     def stop(self, timeout: float = 15) -> int:
         if self.process.poll() is None:
@@ -110,7 +115,7 @@ def start_gateway(config: Path, *flags: str) -> GatewayProcess:
     process = subprocess.Popen(
         [
             sys.executable, "-m", "gateway", "serve", "--config", str(config),
-            "--port", "0", "--metrics-port", "0", *flags,
+            "--port", "0", "--metrics-port", "0", "--http-port", "0", *flags,
         ],
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -121,10 +126,12 @@ def start_gateway(config: Path, *flags: str) -> GatewayProcess:
     assert process.stdout is not None
     for line in process.stdout:
         log.append(line)
-        if match := re.match(r"tfs-gateway serving on .*:(\d+), metrics on :(\d+)", line):
+        pattern = r"tfs-gateway serving on .*:(\d+), metrics on :(\d+), .*?(?:localhost:(\d+)/)?,"
+        if match := re.match(pattern, line):
             drain = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
             drain.start()
-            return GatewayProcess(process, int(match[1]), int(match[2]), log, drain)
+            http_port = int(match[3]) if match[3] else None
+            return GatewayProcess(process, int(match[1]), int(match[2]), http_port, log, drain)
     process.wait(timeout=10)
     process.stdout.close()
     raise RuntimeError("gateway did not start:\n" + "".join(log[-30:]))

@@ -89,7 +89,7 @@ def test_api_has_the_rpcs_and_reserved_room_for_what_comes_next(tmp_path: Path) 
     assert [m.name for m in service.method] == ["Classify", "Detect", "ListModels", "DescribeModel"]
     messages = {m.name: m for m in file.message_type}
     for name in ("ClassifyRequest", "ClassifyResponse", "DetectRequest", "DetectResponse"):
-        assert [(r.start, r.end) for r in messages[name].reserved_range] == [(6, 16)], name
+        assert [(r.start, r.end) for r in messages[name].reserved_range] == [(7, 16)], name
 
 
 @pytest.mark.parametrize("language", ["cpp", "java", "csharp", "python", "ruby", "php", "objc"])

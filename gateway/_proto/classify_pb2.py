@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x63lassify.proto\x12\rtfsgateway.v1\"n\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x17\n\rversion_label\x18\x03 \x01(\tH\x00\x12\x16\n\x0esignature_name\x18\x04 \x01(\tB\x10\n\x0eversion_choice\"A\n\x08ServedBy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x16\n\x0esignature_name\x18\x03 \x01(\t\"*\n\tImageSize\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\"r\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x13\n\x0bupstream_ms\x18\x03 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"\x84\x01\n\x0f\x43lassifyRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.tfsgateway.v1.ModelRef\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x11\n\tmin_score\x18\x04 \x01(\x02\x12\x12\n\nrequest_id\x18\x05 \x01(\tJ\x04\x08\x06\x10\x10\"@\n\x0e\x43lassification\x12\x10\n\x08\x63lass_id\x18\x01 \x01(\x03\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"\xe3\x01\n\x10\x43lassifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.tfsgateway.v1.ServedBy\x12,\n\nimage_size\x18\x03 \x01(\x0b\x32\x18.tfsgateway.v1.ImageSize\x12\x36\n\x0f\x63lassifications\x18\x04 \x03(\x0b\x32\x1d.tfsgateway.v1.Classification\x12\'\n\x07timings\x18\x05 \x01(\x0b\x32\x16.tfsgateway.v1.TimingsJ\x04\x08\x06\x10\x10\"\x8b\x01\n\rDetectRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.tfsgateway.v1.ModelRef\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x16\n\x0emax_detections\x18\x04 \x01(\r\x12\x12\n\nrequest_id\x18\x05 \x01(\tJ\x04\x08\x06\x10\x10\"G\n\rNormalizedBox\x12\x0c\n\x04ymin\x18\x01 \x01(\x02\x12\x0c\n\x04xmin\x18\x02 \x01(\x02\x12\x0c\n\x04ymax\x18\x03 \x01(\x02\x12\x0c\n\x04xmax\x18\x04 \x01(\x02\"B\n\x08PixelBox\x12\x0c\n\x04ymin\x18\x01 \x01(\x02\x12\x0c\n\x04xmin\x18\x02 \x01(\x02\x12\x0c\n\x04ymax\x18\x03 \x01(\x02\x12\x0c\n\x04xmax\x18\x04 \x01(\x02\"\x92\x01\n\tDetection\x12\x10\n\x08\x63lass_id\x18\x01 \x01(\x03\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12)\n\x03\x62ox\x18\x04 \x01(\x0b\x32\x1c.tfsgateway.v1.NormalizedBox\x12*\n\tpixel_box\x18\x05 \x01(\x0b\x32\x17.tfsgateway.v1.PixelBox\"\xd7\x01\n\x0e\x44\x65tectResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.tfsgateway.v1.ServedBy\x12,\n\nimage_size\x18\x03 \x01(\x0b\x32\x18.tfsgateway.v1.ImageSize\x12,\n\ndetections\x18\x04 \x03(\x0b\x32\x18.tfsgateway.v1.Detection\x12\'\n\x07timings\x18\x05 \x01(\x0b\x32\x16.tfsgateway.v1.TimingsJ\x04\x08\x06\x10\x10\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.tfsgateway.v1.ModelInfo\"$\n\x14\x44\x65scribeModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"U\n\x11TensorDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x14\n\x0cunknown_rank\x18\x04 \x01(\x08\"\xb3\x01\n\rPreprocessing\x12\x12\n\ninput_mode\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x13\n\x0bresize_mode\x18\x04 \x01(\t\x12\x15\n\rresize_filter\x18\x05 \x01(\t\x12\r\n\x05\x63olor\x18\x06 \x01(\t\x12\x15\n\rnormalization\x18\x07 \x01(\t\x12\r\n\x05\x64type\x18\x08 \x01(\t\x12\x0e\n\x06layout\x18\t \x01(\t\"\xc0\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.tfsgateway.v1.ModelKind\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x16\n\x0esignature_name\x18\x05 \x01(\t\x12\x30\n\x06inputs\x18\x06 \x03(\x0b\x32 .tfsgateway.v1.TensorDescription\x12\x31\n\x07outputs\x18\x07 \x03(\x0b\x32 .tfsgateway.v1.TensorDescription\x12\x33\n\rpreprocessing\x18\x08 \x01(\x0b\x32\x1c.tfsgateway.v1.Preprocessing\x12\x13\n\x0blabel_count\x18\t \x01(\x05\x12\x16\n\x0estatus_message\x18\n \x01(\t*`\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19MODEL_KIND_CLASSIFICATION\x10\x01\x12\x18\n\x14MODEL_KIND_DETECTION\x10\x02\x32\xc5\x02\n\x0cImageGateway\x12K\n\x08\x43lassify\x12\x1e.tfsgateway.v1.ClassifyRequest\x1a\x1f.tfsgateway.v1.ClassifyResponse\x12\x45\n\x06\x44\x65tect\x12\x1c.tfsgateway.v1.DetectRequest\x1a\x1d.tfsgateway.v1.DetectResponse\x12Q\n\nListModels\x12 .tfsgateway.v1.ListModelsRequest\x1a!.tfsgateway.v1.ListModelsResponse\x12N\n\rDescribeModel\x12#.tfsgateway.v1.DescribeModelRequest\x1a\x18.tfsgateway.v1.ModelInfoB0\n\x10io.tfsgateway.v1P\x01Z\x1atfsgateway/v1;tfsgatewayv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x0e\x63lassify.proto\x12\rtfsgateway.v1\"n\n\x08ModelRef\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\x07version\x18\x02 \x01(\x03H\x00\x12\x17\n\rversion_label\x18\x03 \x01(\tH\x00\x12\x16\n\x0esignature_name\x18\x04 \x01(\tB\x10\n\x0eversion_choice\"A\n\x08ServedBy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12\x16\n\x0esignature_name\x18\x03 \x01(\t\"*\n\tImageSize\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\"r\n\x07Timings\x12\x11\n\tdecode_ms\x18\x01 \x01(\x01\x12\x15\n\rpreprocess_ms\x18\x02 \x01(\x01\x12\x13\n\x0bupstream_ms\x18\x03 \x01(\x01\x12\x16\n\x0epostprocess_ms\x18\x04 \x01(\x01\x12\x10\n\x08total_ms\x18\x05 \x01(\x01\"\xb6\x01\n\x0f\x43lassifyRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.tfsgateway.v1.ModelRef\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\x11\n\tmin_score\x18\x04 \x01(\x02\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x30\n\x08\x61nnotate\x18\x06 \x01(\x0b\x32\x1e.tfsgateway.v1.AnnotateOptionsJ\x04\x08\x07\x10\x10\"d\n\x0f\x41nnotateOptions\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12*\n\x06\x66ormat\x18\x02 \x01(\x0e\x32\x1a.tfsgateway.v1.ImageFormat\x12\x14\n\x0cjpeg_quality\x18\x03 \x01(\r\"W\n\x0c\x45ncodedImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x11\n\tmime_type\x18\x02 \x01(\t\x12&\n\x04size\x18\x03 \x01(\x0b\x32\x18.tfsgateway.v1.ImageSize\"@\n\x0e\x43lassification\x12\x10\n\x08\x63lass_id\x18\x01 \x01(\x03\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\"\x99\x02\n\x10\x43lassifyResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.tfsgateway.v1.ServedBy\x12,\n\nimage_size\x18\x03 \x01(\x0b\x32\x18.tfsgateway.v1.ImageSize\x12\x36\n\x0f\x63lassifications\x18\x04 \x03(\x0b\x32\x1d.tfsgateway.v1.Classification\x12\'\n\x07timings\x18\x05 \x01(\x0b\x32\x16.tfsgateway.v1.Timings\x12\x34\n\x0f\x61nnotated_image\x18\x06 \x01(\x0b\x32\x1b.tfsgateway.v1.EncodedImageJ\x04\x08\x07\x10\x10\"\xbd\x01\n\rDetectRequest\x12&\n\x05model\x18\x01 \x01(\x0b\x32\x17.tfsgateway.v1.ModelRef\x12\r\n\x05image\x18\x02 \x01(\x0c\x12\x11\n\tmin_score\x18\x03 \x01(\x02\x12\x16\n\x0emax_detections\x18\x04 \x01(\r\x12\x12\n\nrequest_id\x18\x05 \x01(\t\x12\x30\n\x08\x61nnotate\x18\x06 \x01(\x0b\x32\x1e.tfsgateway.v1.AnnotateOptionsJ\x04\x08\x07\x10\x10\"G\n\rNormalizedBox\x12\x0c\n\x04ymin\x18\x01 \x01(\x02\x12\x0c\n\x04xmin\x18\x02 \x01(\x02\x12\x0c\n\x04ymax\x18\x03 \x01(\x02\x12\x0c\n\x04xmax\x18\x04 \x01(\x02\"B\n\x08PixelBox\x12\x0c\n\x04ymin\x18\x01 \x01(\x02\x12\x0c\n\x04xmin\x18\x02 \x01(\x02\x12\x0c\n\x04ymax\x18\x03 \x01(\x02\x12\x0c\n\x04xmax\x18\x04 \x01(\x02\"\x92\x01\n\tDetection\x12\x10\n\x08\x63lass_id\x18\x01 \x01(\x03\x12\r\n\x05label\x18\x02 \x01(\t\x12\r\n\x05score\x18\x03 \x01(\x02\x12)\n\x03\x62ox\x18\x04 \x01(\x0b\x32\x1c.tfsgateway.v1.NormalizedBox\x12*\n\tpixel_box\x18\x05 \x01(\x0b\x32\x17.tfsgateway.v1.PixelBox\"\x8d\x02\n\x0e\x44\x65tectResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12&\n\x05model\x18\x02 \x01(\x0b\x32\x17.tfsgateway.v1.ServedBy\x12,\n\nimage_size\x18\x03 \x01(\x0b\x32\x18.tfsgateway.v1.ImageSize\x12,\n\ndetections\x18\x04 \x03(\x0b\x32\x18.tfsgateway.v1.Detection\x12\'\n\x07timings\x18\x05 \x01(\x0b\x32\x16.tfsgateway.v1.Timings\x12\x34\n\x0f\x61nnotated_image\x18\x06 \x01(\x0b\x32\x1b.tfsgateway.v1.EncodedImageJ\x04\x08\x07\x10\x10\"\x13\n\x11ListModelsRequest\">\n\x12ListModelsResponse\x12(\n\x06models\x18\x01 \x03(\x0b\x32\x18.tfsgateway.v1.ModelInfo\"$\n\x14\x44\x65scribeModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"U\n\x11TensorDescription\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x03\x12\x14\n\x0cunknown_rank\x18\x04 \x01(\x08\"\xb3\x01\n\rPreprocessing\x12\x12\n\ninput_mode\x18\x01 \x01(\t\x12\r\n\x05width\x18\x02 \x01(\x05\x12\x0e\n\x06height\x18\x03 \x01(\x05\x12\x13\n\x0bresize_mode\x18\x04 \x01(\t\x12\x15\n\rresize_filter\x18\x05 \x01(\t\x12\r\n\x05\x63olor\x18\x06 \x01(\t\x12\x15\n\rnormalization\x18\x07 \x01(\t\x12\r\n\x05\x64type\x18\x08 \x01(\t\x12\x0e\n\x06layout\x18\t \x01(\t\"\xc0\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x04kind\x18\x02 \x01(\x0e\x32\x18.tfsgateway.v1.ModelKind\x12\r\n\x05ready\x18\x03 \x01(\x08\x12\x0f\n\x07version\x18\x04 \x01(\x03\x12\x16\n\x0esignature_name\x18\x05 \x01(\t\x12\x30\n\x06inputs\x18\x06 \x03(\x0b\x32 .tfsgateway.v1.TensorDescription\x12\x31\n\x07outputs\x18\x07 \x03(\x0b\x32 .tfsgateway.v1.TensorDescription\x12\x33\n\rpreprocessing\x18\x08 \x01(\x0b\x32\x1c.tfsgateway.v1.Preprocessing\x12\x13\n\x0blabel_count\x18\t \x01(\x05\x12\x16\n\x0estatus_message\x18\n \x01(\t*X\n\x0bImageFormat\x12\x1c\n\x18IMAGE_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11IMAGE_FORMAT_JPEG\x10\x01\x12\x14\n\x10IMAGE_FORMAT_PNG\x10\x02*`\n\tModelKind\x12\x1a\n\x16MODEL_KIND_UNSPECIFIED\x10\x00\x12\x1d\n\x19MODEL_KIND_CLASSIFICATION\x10\x01\x12\x18\n\x14MODEL_KIND_DETECTION\x10\x02\x32\xc5\x02\n\x0cImageGateway\x12K\n\x08\x43lassify\x12\x1e.tfsgateway.v1.ClassifyRequest\x1a\x1f.tfsgateway.v1.ClassifyResponse\x12\x45\n\x06\x44\x65tect\x12\x1c.tfsgateway.v1.DetectRequest\x1a\x1d.tfsgateway.v1.DetectResponse\x12Q\n\nListModels\x12 .tfsgateway.v1.ListModelsRequest\x1a!.tfsgateway.v1.ListModelsResponse\x12N\n\rDescribeModel\x12#.tfsgateway.v1.DescribeModelRequest\x1a\x18.tfsgateway.v1.ModelInfoB0\n\x10io.tfsgateway.v1P\x01Z\x1atfsgateway/v1;tfsgatewayv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,8 +32,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'classify_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\020io.tfsgateway.v1P\001Z\032tfsgateway/v1;tfsgatewayv1'
-  _globals['_MODELKIND']._serialized_start=2168
-  _globals['_MODELKIND']._serialized_end=2264
+  _globals['_IMAGEFORMAT']._serialized_start=2567
+  _globals['_IMAGEFORMAT']._serialized_end=2655
+  _globals['_MODELKIND']._serialized_start=2657
+  _globals['_MODELKIND']._serialized_end=2753
   _globals['_MODELREF']._serialized_start=33
   _globals['_MODELREF']._serialized_end=143
   _globals['_SERVEDBY']._serialized_start=145
@@ -43,33 +45,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIMINGS']._serialized_start=256
   _globals['_TIMINGS']._serialized_end=370
   _globals['_CLASSIFYREQUEST']._serialized_start=373
-  _globals['_CLASSIFYREQUEST']._serialized_end=505
-  _globals['_CLASSIFICATION']._serialized_start=507
-  _globals['_CLASSIFICATION']._serialized_end=571
-  _globals['_CLASSIFYRESPONSE']._serialized_start=574
-  _globals['_CLASSIFYRESPONSE']._serialized_end=801
-  _globals['_DETECTREQUEST']._serialized_start=804
-  _globals['_DETECTREQUEST']._serialized_end=943
-  _globals['_NORMALIZEDBOX']._serialized_start=945
-  _globals['_NORMALIZEDBOX']._serialized_end=1016
-  _globals['_PIXELBOX']._serialized_start=1018
-  _globals['_PIXELBOX']._serialized_end=1084
-  _globals['_DETECTION']._serialized_start=1087
-  _globals['_DETECTION']._serialized_end=1233
-  _globals['_DETECTRESPONSE']._serialized_start=1236
-  _globals['_DETECTRESPONSE']._serialized_end=1451
-  _globals['_LISTMODELSREQUEST']._serialized_start=1453
-  _globals['_LISTMODELSREQUEST']._serialized_end=1472
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1474
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1536
-  _globals['_DESCRIBEMODELREQUEST']._serialized_start=1538
-  _globals['_DESCRIBEMODELREQUEST']._serialized_end=1574
-  _globals['_TENSORDESCRIPTION']._serialized_start=1576
-  _globals['_TENSORDESCRIPTION']._serialized_end=1661
-  _globals['_PREPROCESSING']._serialized_start=1664
-  _globals['_PREPROCESSING']._serialized_end=1843
-  _globals['_MODELINFO']._serialized_start=1846
-  _globals['_MODELINFO']._serialized_end=2166
-  _globals['_IMAGEGATEWAY']._serialized_start=2267
-  _globals['_IMAGEGATEWAY']._serialized_end=2592
+  _globals['_CLASSIFYREQUEST']._serialized_end=555
+  _globals['_ANNOTATEOPTIONS']._serialized_start=557
+  _globals['_ANNOTATEOPTIONS']._serialized_end=657
+  _globals['_ENCODEDIMAGE']._serialized_start=659
+  _globals['_ENCODEDIMAGE']._serialized_end=746
+  _globals['_CLASSIFICATION']._serialized_start=748
+  _globals['_CLASSIFICATION']._serialized_end=812
+  _globals['_CLASSIFYRESPONSE']._serialized_start=815
+  _globals['_CLASSIFYRESPONSE']._serialized_end=1096
+  _globals['_DETECTREQUEST']._serialized_start=1099
+  _globals['_DETECTREQUEST']._serialized_end=1288
+  _globals['_NORMALIZEDBOX']._serialized_start=1290
+  _globals['_NORMALIZEDBOX']._serialized_end=1361
+  _globals['_PIXELBOX']._serialized_start=1363
+  _globals['_PIXELBOX']._serialized_end=1429
+  _globals['_DETECTION']._serialized_start=1432
+  _globals['_DETECTION']._serialized_end=1578
+  _globals['_DETECTRESPONSE']._serialized_start=1581
+  _globals['_DETECTRESPONSE']._serialized_end=1850
+  _globals['_LISTMODELSREQUEST']._serialized_start=1852
+  _globals['_LISTMODELSREQUEST']._serialized_end=1871
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1873
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1935
+  _globals['_DESCRIBEMODELREQUEST']._serialized_start=1937
+  _globals['_DESCRIBEMODELREQUEST']._serialized_end=1973
+  _globals['_TENSORDESCRIPTION']._serialized_start=1975
+  _globals['_TENSORDESCRIPTION']._serialized_end=2060
+  _globals['_PREPROCESSING']._serialized_start=2063
+  _globals['_PREPROCESSING']._serialized_end=2242
+  _globals['_MODELINFO']._serialized_start=2245
+  _globals['_MODELINFO']._serialized_end=2565
+  _globals['_IMAGEGATEWAY']._serialized_start=2756
+  _globals['_IMAGEGATEWAY']._serialized_end=3081
 # @@protoc_insertion_point(module_scope)

@@ -7,11 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ImageFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    IMAGE_FORMAT_UNSPECIFIED: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_JPEG: _ClassVar[ImageFormat]
+    IMAGE_FORMAT_PNG: _ClassVar[ImageFormat]
+
 class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     MODEL_KIND_UNSPECIFIED: _ClassVar[ModelKind]
     MODEL_KIND_CLASSIFICATION: _ClassVar[ModelKind]
     MODEL_KIND_DETECTION: _ClassVar[ModelKind]
+IMAGE_FORMAT_UNSPECIFIED: ImageFormat
+IMAGE_FORMAT_JPEG: ImageFormat
+IMAGE_FORMAT_PNG: ImageFormat
 MODEL_KIND_UNSPECIFIED: ModelKind
 MODEL_KIND_CLASSIFICATION: ModelKind
 MODEL_KIND_DETECTION: ModelKind
@@ -61,18 +70,40 @@ class Timings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., upstream_ms: _Optional[float] = ..., postprocess_ms: _Optional[float] = ..., total_ms: _Optional[float] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("model", "image", "top_k", "min_score", "request_id")
+    __slots__ = ("model", "image", "top_k", "min_score", "request_id", "annotate")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATE_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     image: bytes
     top_k: int
     min_score: float
     request_id: str
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., request_id: _Optional[str] = ...) -> None: ...
+    annotate: AnnotateOptions
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., request_id: _Optional[str] = ..., annotate: _Optional[_Union[AnnotateOptions, _Mapping]] = ...) -> None: ...
+
+class AnnotateOptions(_message.Message):
+    __slots__ = ("enabled", "format", "jpeg_quality")
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    JPEG_QUALITY_FIELD_NUMBER: _ClassVar[int]
+    enabled: bool
+    format: ImageFormat
+    jpeg_quality: int
+    def __init__(self, enabled: _Optional[bool] = ..., format: _Optional[_Union[ImageFormat, str]] = ..., jpeg_quality: _Optional[int] = ...) -> None: ...
+
+class EncodedImage(_message.Message):
+    __slots__ = ("data", "mime_type", "size")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    MIME_TYPE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    mime_type: str
+    size: ImageSize
+    def __init__(self, data: _Optional[bytes] = ..., mime_type: _Optional[str] = ..., size: _Optional[_Union[ImageSize, _Mapping]] = ...) -> None: ...
 
 class Classification(_message.Message):
     __slots__ = ("class_id", "label", "score")
@@ -85,32 +116,36 @@ class Classification(_message.Message):
     def __init__(self, class_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ...) -> None: ...
 
 class ClassifyResponse(_message.Message):
-    __slots__ = ("request_id", "model", "image_size", "classifications", "timings")
+    __slots__ = ("request_id", "model", "image_size", "classifications", "timings", "annotated_image")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: ServedBy
     image_size: ImageSize
     classifications: _containers.RepeatedCompositeFieldContainer[Classification]
     timings: Timings
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ServedBy, _Mapping]] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., classifications: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    annotated_image: EncodedImage
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ServedBy, _Mapping]] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., classifications: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., annotated_image: _Optional[_Union[EncodedImage, _Mapping]] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
-    __slots__ = ("model", "image", "min_score", "max_detections", "request_id")
+    __slots__ = ("model", "image", "min_score", "max_detections", "request_id", "annotate")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
     MAX_DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATE_FIELD_NUMBER: _ClassVar[int]
     model: ModelRef
     image: bytes
     min_score: float
     max_detections: int
     request_id: str
-    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., min_score: _Optional[float] = ..., max_detections: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    annotate: AnnotateOptions
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., image: _Optional[bytes] = ..., min_score: _Optional[float] = ..., max_detections: _Optional[int] = ..., request_id: _Optional[str] = ..., annotate: _Optional[_Union[AnnotateOptions, _Mapping]] = ...) -> None: ...
 
 class NormalizedBox(_message.Message):
     __slots__ = ("ymin", "xmin", "ymax", "xmax")
@@ -151,18 +186,20 @@ class Detection(_message.Message):
     def __init__(self, class_id: _Optional[int] = ..., label: _Optional[str] = ..., score: _Optional[float] = ..., box: _Optional[_Union[NormalizedBox, _Mapping]] = ..., pixel_box: _Optional[_Union[PixelBox, _Mapping]] = ...) -> None: ...
 
 class DetectResponse(_message.Message):
-    __slots__ = ("request_id", "model", "image_size", "detections", "timings")
+    __slots__ = ("request_id", "model", "image_size", "detections", "timings", "annotated_image")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
     DETECTIONS_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATED_IMAGE_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     model: ServedBy
     image_size: ImageSize
     detections: _containers.RepeatedCompositeFieldContainer[Detection]
     timings: Timings
-    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ServedBy, _Mapping]] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ...) -> None: ...
+    annotated_image: EncodedImage
+    def __init__(self, request_id: _Optional[str] = ..., model: _Optional[_Union[ServedBy, _Mapping]] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., annotated_image: _Optional[_Union[EncodedImage, _Mapping]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

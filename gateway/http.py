@@ -1,0 +1,257 @@
+"""The HTTP/JSON front and the web page, served by the gateway process on its own port.
+
+It runs on the gateway's event loop and calls the same data plane as gRPC: no second
+implementation. Responses are the gRPC response messages in protobuf's JSON mapping, so the two
+APIs cannot drift; errors are ``{"error": {"code", "message"}}`` with the HTTP status from
+``gateway/errors.py``'s table.
+
+    GET  /                              the upload page
+    GET  /openapi.json                  this API, described
+    GET  /healthz, /readyz              liveness, readiness
+    GET  /v1/models, /v1/models/NAME    ListModels, DescribeModel
+    POST /v1/models/NAME:classify       Classify   (image as the raw body, or multipart "image")
+    POST /v1/models/NAME:detect         Detect
+    POST /v1/models/NAME:annotate       the annotated image itself (JPEG or PNG)
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any
+
+import grpc
+from aiohttp import web
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from gateway import convert
+from gateway._proto import classify_pb2
+from gateway.dataplane import DataPlane, ImageRequest
+from gateway.drawing import AnnotateSpec
+from gateway.errors import (
+    GatewayError,
+    InvalidRequestError,
+    RequestTooLargeError,
+    WrongModelKindError,
+)
+from gateway.labels import ModelKind
+from gateway.upstream import ModelRef
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_NAME = "{name:[^/:]+}"
+
+
+def _json(message: Message, status: int = 200) -> web.Response:
+    body = json_format.MessageToDict(
+        message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    return web.json_response(body, status=status)
+
+
+def _error(code: grpc.StatusCode, message: str, status: int) -> web.Response:
+    return web.json_response({"error": {"code": code.name, "message": message}}, status=status)
+
+
+def _number(options: dict[str, str], name: str, kind: type, default: Any) -> Any:
+    if name not in options or options[name] == "":
+        return default
+    try:
+        return kind(options[name])
+    except ValueError:
+        raise InvalidRequestError(
+            f"{name} must be a {kind.__name__}, got {options[name]!r}"
+        ) from None
+
+
+async def _read_image(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    """The image and the options, from a raw body or a multipart form (options may be in the
+    query string either way)."""
+    options = dict(request.query)
+    try:
+        if request.content_type == "multipart/form-data":
+            image = b""
+            form = await request.post()
+            for key, value in form.items():
+                if key == "image":
+                    image = value.file.read() if hasattr(value, "file") else str(value).encode()
+                else:
+                    options[key] = str(value)
+            return image, options
+        return await request.read(), options
+    except web.HTTPRequestEntityTooLarge:
+        raise RequestTooLargeError(
+            f"the request body is over the gateway's limit of {limit} bytes"
+        ) from None
+
+
+def _image_request(
+    name: str, image: bytes, options: dict[str, str], timeout: float | None
+) -> ImageRequest:
+    version = _number(options, "version", int, None)
+    label = options.get("label") or None
+    annotate = options.get("annotate", "").lower() in ("1", "true", "yes")
+    return ImageRequest(
+        model=ModelRef(name, version, label, options.get("signature", "")),
+        image=image,
+        top_k=_number(options, "top_k", int, 0),
+        min_score=_number(options, "min_score", float, 0.0),
+        max_detections=_number(options, "max_detections", int, 0),
+        timeout_s=timeout,
+        annotate=AnnotateSpec(
+            png=options.get("format", "").lower() == "png",
+            jpeg_quality=_number(options, "quality", int, 0),
+        )
+        if annotate
+        else None,
+    )
+
+
+class HttpFront:
+    def __init__(
+        self, dataplane: DataPlane, ready: Callable[[], bool], max_body_bytes: int
+    ) -> None:
+        self.dataplane = dataplane
+        self.max_body_bytes = max_body_bytes
+        self.metrics = dataplane.metrics
+        self.ready = ready
+
+    def _observed(self, method: str, admit: bool = True) -> Callable[[Handler], Handler]:
+        """Admission, the error table and metrics, as for gRPC; method label ``http.<RPC>``."""
+
+        def wrap(handler: Handler) -> Handler:
+            async def run(request: web.Request) -> web.StreamResponse:
+                start = time.perf_counter()
+                model = request.match_info.get("name", "")
+                code = grpc.StatusCode.OK
+                try:
+                    if admit:
+                        with self.dataplane.admitted():
+                            return await handler(request)
+                    return await handler(request)
+                except GatewayError as error:
+                    code = error.code
+                    return _error(error.code, error.message, error.http)
+                except Exception:
+                    incident = uuid.uuid4().hex[:12]
+                    request.app.logger.exception("%s failed (request id %s)", method, incident)
+                    code = grpc.StatusCode.INTERNAL
+                    return _error(code, f"internal error (request id {incident})", 500)
+                finally:
+                    label = self.metrics.model_label(model) if model else ""
+                    self.metrics.requests.labels(f"http.{method}", label, code.name).inc()
+                    self.metrics.request_seconds.labels(f"http.{method}", label).observe(
+                        time.perf_counter() - start
+                    )
+
+            return run
+
+        return wrap
+
+    async def classify(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        image, options = await _read_image(request, self.max_body_bytes)
+        result = await self.dataplane.classify(_image_request(name, image, options, None))
+        return _json(convert.classify_response(options.get("request_id", ""), result))
+
+    async def detect(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        image, options = await _read_image(request, self.max_body_bytes)
+        result = await self.dataplane.detect(_image_request(name, image, options, None))
+        return _json(convert.detect_response(options.get("request_id", ""), result))
+
+    async def annotate(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        image, options = await _read_image(request, self.max_body_bytes)
+        call = _image_request(name, image, {**options, "annotate": "true"}, None)
+        kind = self.dataplane.model(name).plan(call.model.signature_name).outputs.kind
+        if kind == ModelKind.DETECTION:
+            result = await self.dataplane.detect(call)
+        else:
+            result = await self.dataplane.classify(call)
+        if result.annotated is None:  # pragma: no cover - annotate was requested
+            raise WrongModelKindError(f"model {name!r} returned no annotated image")
+        return web.Response(body=result.annotated.data, content_type=result.annotated.mime_type)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        models = [convert.model_info(m) for m in self.dataplane.models.values()]
+        return _json(classify_pb2.ListModelsResponse(models=models))
+
+    async def describe_model(self, request: web.Request) -> web.Response:
+        return _json(convert.model_info(self.dataplane.model(request.match_info["name"])))
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "SERVING"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        ready = self.ready()
+        return web.json_response(
+            {"status": "SERVING" if ready else "NOT_SERVING"}, status=200 if ready else 503
+        )
+
+    async def page(self, request: web.Request) -> web.Response:
+        html = resources.files("gateway").joinpath("static/index.html").read_text()
+        return web.Response(text=html, content_type="text/html")
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        doc = json.loads(resources.files("gateway").joinpath("static/openapi.json").read_text())
+        return web.json_response(doc)
+
+
+def create_app(
+    dataplane: DataPlane, ready: Callable[[], bool], max_body_bytes: int
+) -> web.Application:
+    front = HttpFront(dataplane, ready, max_body_bytes)
+    app = web.Application(client_max_size=max_body_bytes)
+    observed = front._observed
+    app.add_routes(
+        [
+            web.get("/", front.page),
+            web.get("/openapi.json", front.openapi),
+            web.get("/healthz", front.healthz),
+            web.get("/readyz", front.readyz),
+            web.get("/v1/models", observed("ListModels", admit=False)(front.list_models)),
+            web.get(
+                f"/v1/models/{_NAME}", observed("DescribeModel", admit=False)(front.describe_model)
+            ),
+            web.post(f"/v1/models/{_NAME}:classify", observed("Classify")(front.classify)),
+            web.post(f"/v1/models/{_NAME}:detect", observed("Detect")(front.detect)),
+            web.post(f"/v1/models/{_NAME}:annotate", observed("Annotate")(front.annotate)),
+        ]
+    )
+    return app
+
+
+def _dual_stack_socket(port: int) -> socket.socket:
+    """One socket for IPv4 and IPv6 on every interface. (asyncio would make "::" IPv6-only,
+    and with port 0 bind the two families to two different ports.)"""
+    try:
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        address: tuple[str, int] = ("::", port)
+    except OSError:  # no IPv6 on this host
+        sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("0.0.0.0", port)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(address)
+    return sock
+
+
+async def start_http(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    bare = host.strip("[]")
+    if bare in ("", "::", "0.0.0.0"):
+        sock = _dual_stack_socket(port)
+        site: web.BaseSite = web.SockSite(runner, sock)
+        port = sock.getsockname()[1]
+    else:
+        site = web.TCPSite(runner, bare, port)
+    await site.start()
+    if port == 0:  # a named host with port 0: ask the listening socket
+        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
+        port = sockets[0].getsockname()[1]
+    return runner, port
