@@ -6,10 +6,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 
-# Debian tools some tests use: promtool (metrics format), protoc (the API in other languages).
+# Debian tools some tests use: promtool (metrics format), protoc (the API in other languages),
+# headless Chromium and its driver (the web page).
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test: installing Debian packages: ${need[*]}"
