@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up .venv, build the demo models, start the TF-Serving-compatible test server
-# with them (gRPC :8500, REST :8501) and the gateway in front of it (gRPC :9000, metrics :9100),
-# then classify and detect generated images through the gateway. Both keep running afterwards;
+# with them (gRPC :8500, REST :8501) and the gateway in front of it (gRPC :9000, web page and
+# HTTP API :8080, metrics :9100), then classify and detect generated images through the gateway. Both keep running afterwards;
 # `bash scripts/demo.sh stop` stops them.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -11,6 +11,7 @@ tfs_port="${TFS_PORT:-8500}"
 rest_port="${REST_PORT:-8501}"
 gateway_port="${GATEWAY_PORT:-9000}"
 metrics_port="${METRICS_PORT:-9100}"
+http_port="${HTTP_PORT:-8080}"
 export TF_CPP_MIN_LOG_LEVEL=2
 
 stop() {
@@ -51,9 +52,10 @@ echo "demo: starting the TF-Serving-compatible test server (gRPC :$tfs_port, RES
 echo $! >"$var/testserver.pid"
 wait_for testserver "$var/testserver.log" "Exporting HTTP/REST API"
 
-echo "demo: starting the gateway (gRPC :$gateway_port, metrics :$metrics_port)"
+echo "demo: starting the gateway (gRPC :$gateway_port, HTTP :$http_port, metrics :$metrics_port)"
 .venv/bin/tfs-gateway serve --config "$var/models/gateway.toml" --upstream "localhost:$tfs_port" \
-  --port "$gateway_port" --metrics-port "$metrics_port" >"$var/gateway.log" 2>&1 &
+  --port "$gateway_port" --http-port "$http_port" --metrics-port "$metrics_port" \
+  >"$var/gateway.log" 2>&1 &
 echo $! >"$var/gateway.pid"
 wait_for gateway "$var/gateway.log" "tfs-gateway serving on"
 
@@ -70,10 +72,12 @@ echo
 cat <<MSG
 
 Running, with the demo models (logs in var/):
+  web page     http://localhost:$http_port/   (upload an image; HTTP API: /openapi.json)
   gateway      localhost:$gateway_port   tfsgateway.v1.ImageGateway, grpc.health.v1, reflection
   metrics      http://localhost:$metrics_port/metrics
   TF Serving   localhost:$tfs_port (gRPC), http://localhost:$rest_port/v1/models/colors (REST)
 Try:  .venv/bin/tfs-gateway classify --model colors YOUR.jpg
+      curl --data-binary @var/images/scene.png "http://localhost:$http_port/v1/models/shapes:detect"
       .venv/bin/python examples/classify_client.py var/images/red.jpg
 Stop: bash scripts/demo.sh stop
 MSG

@@ -66,8 +66,7 @@ def test_page_detects_boxes_and_shows_the_annotated_image(
     rows = _upload(browser, gateway, "shapes", scene)
     assert [(r[0], r[1], r[2]) for r in rows] == [("red", "1", "1.0000"), ("blue", "3", "1.0000")]
     natural = browser.execute_script(
-        "const i = document.getElementById('result-image');"
-        "return [i.naturalWidth, i.naturalHeight]"
+        "const i = document.getElementById('result-image');return [i.naturalWidth, i.naturalHeight]"
     )
     assert natural == [400, 300]  # the original image, annotated
     summary = browser.find_element(By.ID, "summary").text
