@@ -69,6 +69,8 @@ class ModelSettings:
     top_k: int = 5
     max_detections: int = 100
     min_score: float = 0.0
+    batch_max_size: int = 0  # > 1: merge concurrent single-image Predicts, up to this many
+    batch_max_wait_ms: float = 2.0  # how long the first image of a batch waits for others
     preprocess: PreprocessSettings = field(default_factory=PreprocessSettings)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from gateway._proto import classify_pb2
-from gateway.dataplane import ImageRequest, InferenceResult, ServedModel, Timings
+from gateway.dataplane import ImageRequest, InferenceResult, Timings
 from gateway.drawing import AnnotateSpec
 from gateway.errors import GatewayError
 from gateway.labels import Box, ModelKind
+from gateway.models import ServedModel
 from gateway.tensors import dtype_name
 from gateway.upstream import ModelRef, TensorSpec
 

@@ -1,17 +1,18 @@
-"""One inference end to end, transport-free: resolve the model, then decode → preprocess →
-upstream → postprocess, each stage timed. Every transport calls this, never the stages."""
+"""One inference end to end, transport-free: resolve the models, decode the image once, then
+per model preprocess → upstream → postprocess, concurrently, each stage timed. Every transport
+(gRPC unary and streams, HTTP) calls this, never the stages."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
-from gateway.config import GatewayConfig, ModelSettings
+from gateway.batching import Batcher
+from gateway.config import GatewayConfig
 from gateway.decode import DecodeLimits, decode_image
 from gateway.drawing import (
     AnnotateSpec,
@@ -21,121 +22,48 @@ from gateway.drawing import (
     encode,
 )
 from gateway.errors import (
-    GatewayError,
     InvalidRequestError,
-    ModelNotFoundError,
     ModelNotReadyError,
     OverloadedError,
-    ProfileError,
     UpstreamError,
     WrongModelKindError,
     for_caller,
 )
-from gateway.labels import (
-    Detection,
-    Label,
-    ModelKind,
-    OutputPlan,
-    detections,
-    load_labels,
-    plan_outputs,
-    top_k_labels,
-)
+from gateway.labels import Detection, Label, ModelKind, detections, top_k_labels
 from gateway.metrics import Metrics
-from gateway.pipeline import Color, Preprocessed, PreprocessProfile, infer_profile, preprocess
-from gateway.tensors import dtype_name
-from gateway.upstream import (
-    ModelMetadata,
-    ModelRef,
-    Prediction,
-    TensorSpec,
-    UpstreamClient,
-    VersionState,
-    build_predict_request,
-)
-
-log = logging.getLogger(__name__)
+from gateway.models import ModelCatalog, ModelPlan, ServedModel
+from gateway.pipeline import Preprocessed, preprocess_many
+from gateway.upstream import ModelRef, Prediction, Upstream
 
 
 @dataclass(frozen=True, slots=True)
-class ModelPlan:
-    """How one signature of a model is fed and read."""
+class Task:
+    """One model to run on an image, with its options."""
 
-    signature_name: str
-    profile: PreprocessProfile
-    outputs: OutputPlan
-    input_spec: TensorSpec
-
-
-@dataclass
-class ServedModel:
-    settings: ModelSettings
-    labels: dict[int, str]
-    metadata: ModelMetadata | None = None
-    plans: dict[str, ModelPlan] = field(default_factory=dict)
-    ready: bool = False
-    failures: int = 0
-    status_message: str = "not checked yet"
-
-    @property
-    def name(self) -> str:
-        return self.settings.name
-
-    def plan(self, signature_name: str = "") -> ModelPlan:
-        name = signature_name or self.settings.signature_name or "serving_default"
-        if name not in self.plans:
-            if self.metadata is None:
-                raise ModelNotReadyError(f"model {self.name!r} is not ready: {self.status_message}")
-            signature = self.metadata.signature(name)
-            try:
-                profile = infer_profile(signature, self.settings.preprocess)
-                outputs = plan_outputs(signature, self.settings)
-                spec = signature.inputs[profile.input_name]
-                check_profile_fits(profile, spec)
-            except ProfileError as error:
-                raise ProfileError(
-                    f"model {self.name!r}, signature {name!r}: {error.message}"
-                ) from None
-            self.plans[name] = ModelPlan(name, profile, outputs, spec)
-        return self.plans[name]
-
-
-def check_profile_fits(profile: PreprocessProfile, spec: TensorSpec) -> None:
-    """The tensors a profile makes must fit the signature (dtype, rank, fixed dims): checked once
-    per model, so a misconfigured profile fails at load with a clear message, not per request."""
-    if profile.encoded:
-        return
-    if profile.dtype != spec.dtype:
-        raise ProfileError(
-            f"the profile makes {dtype_name(profile.dtype)} tensors, the input {spec.alias!r} "
-            f"takes {dtype_name(spec.dtype)}"
-        )
-    channels = 1 if profile.color == Color.GRAYSCALE else 3
-    h, w = profile.height or -1, profile.width or -1
-    made = (1, channels, h, w) if profile.layout == "NCHW" else (1, h, w, channels)
-    if spec.shape is not None and (
-        len(spec.shape) != 4
-        or any(
-            want >= 0 and got >= 0 and want != got
-            for want, got in zip(spec.shape, made, strict=True)
-        )
-    ):
-        shown = [n if n >= 0 else "any" for n in made]
-        raise ProfileError(
-            f"the profile makes tensors of shape {shown}, the input {spec.alias!r} takes "
-            f"{list(spec.shape)}"
-        )
+    model: ModelRef
+    kind: ModelKind | None = None  # required kind (Classify, Detect); None: the model's own
+    top_k: int = 0
+    min_score: float = 0.0
+    max_detections: int = 0
+    annotate: AnnotateSpec | None = None  # return the image with the results drawn on it
 
 
 @dataclass(frozen=True, slots=True)
 class ImageRequest:
+    """A single-model request (Classify, Detect)."""
+
     model: ModelRef
     image: bytes
     top_k: int = 0
     min_score: float = 0.0
     max_detections: int = 0
     timeout_s: float | None = None  # what is left of the caller's deadline
-    annotate: AnnotateSpec | None = None  # return the image with the results drawn on it
+    annotate: AnnotateSpec | None = None
+
+    def task(self, kind: ModelKind) -> Task:
+        return Task(
+            self.model, kind, self.top_k, self.min_score, self.max_detections, self.annotate
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +77,12 @@ class Timings:
 
 @dataclass(frozen=True, slots=True)
 class InferenceResult:
+    """One model's answer on one image."""
+
     model: str
     version: int
     signature_name: str
+    kind: ModelKind
     image_size: tuple[int, int]
     timings: Timings
     labels: list[Label] = field(default_factory=list)
@@ -159,82 +90,56 @@ class InferenceResult:
     annotated: EncodedImage | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    pre: Preprocessed
+    request: bytes | None  # the serialised upstream request; None when micro-batched
+    serialize_s: float
+
+
 class DataPlane:
     def __init__(
-        self,
-        config: GatewayConfig,
-        upstream: UpstreamClient,
-        metrics: Metrics,
-        executor: Executor,
+        self, config: GatewayConfig, upstream: Upstream, metrics: Metrics, executor: Executor
     ) -> None:
-        self.config = config
         self.upstream = upstream
         self.metrics = metrics
         self.executor = executor
-        self.models: dict[str, ServedModel] = {}
+        self.catalog = ModelCatalog(config, upstream, metrics)
         self.in_flight = 0
+        self.batchers: dict[str, Batcher] = {}
         self.reconfigure(config)
 
+    # --- configuration and models ---------------------------------------------------------
+
     def reconfigure(self, config: GatewayConfig) -> None:
-        """Adopt new settings (SIGHUP): limits, models and their label files. A model that stays
-        keeps its TF Serving metadata; calls in flight finish with what they started with."""
-        models = {}
-        for settings in config.models:
-            labels = load_labels(settings.labels) if settings.labels else {}
-            old = self.models.get(settings.name)
-            served = ServedModel(settings, labels)
-            if old is not None:
-                served.metadata, served.ready = old.metadata, old.ready
-                served.status_message = old.status_message
-            models[settings.name] = served
+        """Adopt new settings (SIGHUP) without dropping calls in flight."""
         self.config = config
         self.limits = DecodeLimits(config.max_image_pixels, config.allowed_formats)
-        self.models = models
-        self.metrics.add_models(tuple(models))
+        self.catalog.reconfigure(config)
         self.metrics.in_flight_limit.set(config.max_in_flight)
+        self.batchers = {
+            m.name: self.batchers.get(m.name)
+            or Batcher(
+                m.name,
+                self.upstream,
+                self.executor,
+                self.metrics,
+                m.batch_max_size,
+                m.batch_max_wait_ms / 1000,
+            )
+            for m in config.models
+            if m.batch_max_size > 1
+        }
 
-    # --- models ---------------------------------------------------------------------------
+    @property
+    def models(self) -> dict[str, ServedModel]:
+        return self.catalog.models
 
     def model(self, name: str) -> ServedModel:
-        if not name:
-            raise InvalidRequestError("model.name is required")
-        served = self.models.get(name)
-        if served is None:
-            known = ", ".join(sorted(self.models)) or "none"
-            raise ModelNotFoundError(
-                f"model {name!r} is not served by this gateway (models: {known})"
-            )
-        return served
+        return self.catalog.model(name)
 
     async def refresh(self) -> None:
-        """Ask TF Serving about every model; load signatures of new versions; update readiness."""
-        await asyncio.gather(*(self._refresh(m) for m in self.models.values()))
-
-    async def _refresh(self, served: ServedModel) -> None:
-        try:
-            statuses = await self.upstream.status(ModelRef(served.name))
-            available = [s.version for s in statuses if s.state == VersionState.AVAILABLE]
-            if not available:
-                raise ModelNotReadyError("TF Serving has no AVAILABLE version")
-            if served.metadata is None or served.metadata.version != max(available):
-                metadata = await self.upstream.metadata(ModelRef(served.name))
-                served.metadata, served.plans = metadata, {}
-                log.info(
-                    "model %s: loaded the signature of version %s", served.name, metadata.version
-                )
-            served.plan()  # the default signature must be usable
-        except GatewayError as error:
-            served.failures += 1
-            served.status_message = error.message
-            if served.metadata is None or served.failures >= self.config.unready_after_failures:
-                served.ready = False
-            if isinstance(error, ProfileError):
-                served.ready = False
-        else:
-            served.failures, served.ready, served.status_message = 0, True, "ready"
-        self.metrics.model_ready.labels(served.name).set(1 if served.ready else 0)
-
-    # --- inference -----------------------------------------------------------------------
+        await self.catalog.refresh()
 
     @contextlib.contextmanager
     def admitted(self) -> Iterator[None]:
@@ -251,63 +156,126 @@ class DataPlane:
             self.in_flight -= 1
             self.metrics.in_flight.dec()
 
+    # --- inference -----------------------------------------------------------------------
+
     async def classify(self, request: ImageRequest) -> InferenceResult:
-        return await self._infer(request, ModelKind.CLASSIFICATION)
+        [result] = await self.run(
+            request.image, [request.task(ModelKind.CLASSIFICATION)], request.timeout_s
+        )
+        return result
 
     async def detect(self, request: ImageRequest) -> InferenceResult:
-        return await self._infer(request, ModelKind.DETECTION)
+        [result] = await self.run(
+            request.image, [request.task(ModelKind.DETECTION)], request.timeout_s
+        )
+        return result
 
-    async def _infer(self, request: ImageRequest, kind: ModelKind) -> InferenceResult:
+    def plans(self, tasks: Sequence[Task]) -> list[tuple[ServedModel, ModelPlan]]:
+        """Resolve every task's model and plan, or fail before any work is done."""
+        if not tasks:
+            raise InvalidRequestError("at least one model is required")
+        resolved = []
+        for task in tasks:
+            served = self.model(task.model.name)
+            if not served.ready:
+                raise ModelNotReadyError(
+                    f"model {served.name!r} is not ready: {served.status_message}"
+                )
+            plan = served.plan(task.model.signature_name)
+            if task.kind is not None and plan.outputs.kind != task.kind:
+                rpc = "Detect" if plan.outputs.kind == ModelKind.DETECTION else "Classify"
+                raise WrongModelKindError(
+                    f"model {served.name!r} is a {plan.outputs.kind} model: call {rpc}"
+                )
+            resolved.append((served, plan))
+        return resolved
+
+    async def run(
+        self, image: bytes, tasks: Sequence[Task], timeout_s: float | None = None
+    ) -> list[InferenceResult]:
+        """Every task on one image: one decode, then the models concurrently."""
         start = time.perf_counter()
-        served = self.model(request.model.name)
-        if not served.ready:
-            raise ModelNotReadyError(f"model {served.name!r} is not ready: {served.status_message}")
-        plan = served.plan(request.model.signature_name)
-        if plan.outputs.kind != kind:
-            rpc = "Detect" if plan.outputs.kind == ModelKind.DETECTION else "Classify"
-            raise WrongModelKindError(
-                f"model {served.name!r} is a {plan.outputs.kind} model: call {rpc}"
-            )
-        if not request.image:
+        resolved = self.plans(tasks)
+        if not image:
             raise InvalidRequestError("image is required (the encoded image bytes)")
-        bound = self.metrics.for_model(served.name)
-        bound.image_bytes.observe(len(request.image))
-
-        ref = ModelRef(
-            served.name,
-            request.model.version,
-            request.model.version_label,
-            plan.signature_name,
-        )
+        for served, _ in resolved:
+            self.metrics.for_model(served.name).image_bytes.observe(len(image))
+        refs = [
+            ModelRef(served.name, t.model.version, t.model.version_label, plan.signature_name)
+            for t, (served, plan) in zip(tasks, resolved, strict=True)
+        ]
         loop = asyncio.get_running_loop()
-        pre, predict_request, serialize_s = await loop.run_in_executor(
-            self.executor, self._prepare, request.image, plan, ref
+        prepared = await loop.run_in_executor(self.executor, self._prepare, image, resolved, refs)
+        header = prepared[0].pre.header
+        for served, _ in resolved:
+            self.metrics.for_model(served.name).image_pixels.observe(header.width * header.height)
+        return list(
+            await asyncio.gather(
+                *(
+                    self._one(image, task, served, plan, ref, prep, timeout_s, start)
+                    for task, (served, plan), ref, prep in zip(
+                        tasks, resolved, refs, prepared, strict=True
+                    )
+                )
+            )
         )
-        bound.image_pixels.observe(pre.header.width * pre.header.height)
+
+    def _prepare(
+        self, image: bytes, resolved: list[tuple[ServedModel, ModelPlan]], refs: list[ModelRef]
+    ) -> list[_Prepared]:
+        """Worker thread: one decode, each model's tensor, and (unless micro-batched) the whole
+        serialised upstream request, so the event loop never touches the tensor's bytes."""
+        pres = preprocess_many(image, [plan.profile for _, plan in resolved], self.limits)
+        prepared = []
+        for (served, plan), ref, pre in zip(resolved, refs, pres, strict=True):
+            if served.name in self.batchers and plan.batchable:
+                prepared.append(_Prepared(pre, None, 0.0))
+                continue
+            began = time.perf_counter()
+            profile = plan.profile
+            request = self.upstream.prepare(
+                ref, {profile.input_name: pre.tensor}, plan.outputs.output_filter,
+                {profile.input_name: profile.dtype},
+            )  # fmt: skip
+            prepared.append(_Prepared(pre, request, time.perf_counter() - began))
+        return prepared
+
+    async def _one(
+        self,
+        image: bytes,
+        task: Task,
+        served: ServedModel,
+        plan: ModelPlan,
+        ref: ModelRef,
+        prep: _Prepared,
+        timeout_s: float | None,
+        start: float,
+    ) -> InferenceResult:
+        pre = prep.pre
         sent = time.perf_counter()
         try:
-            prediction = await self.upstream.predict_serialized(
-                predict_request, ref, request.timeout_s
-            )
+            if prep.request is None:
+                profile = plan.profile
+                prediction = await self.batchers[served.name].predict(
+                    ref, profile.input_name, pre.tensor, profile.dtype,
+                    plan.outputs.output_filter, timeout_s,
+                )  # fmt: skip
+            else:
+                prediction = await self.upstream.send(prep.request, ref, timeout_s)
         except UpstreamError as error:
             self.metrics.upstream_errors.labels(served.name, error.code.name).inc()
             raise for_caller(error, served.name) from None
         received = time.perf_counter()
-        result = self._postprocess(served, plan, request, pre, prediction)
+        outputs = self._postprocess(served, plan, task, pre, prediction)
         annotated = None
-        if request.annotate is not None:
-            annotated = await loop.run_in_executor(
-                self.executor, self._annotate, request, plan.profile, result
+        if task.annotate is not None:
+            annotated = await asyncio.get_running_loop().run_in_executor(
+                self.executor, self._annotate, image, task.annotate, plan, outputs
             )
         done = time.perf_counter()
-
-        timings = Timings(
-            pre.decode_s,
-            pre.preprocess_s + serialize_s,
-            received - sent,
-            done - received,
-            done - start,
-        )
+        timings = Timings(pre.decode_s, pre.preprocess_s + prep.serialize_s, received - sent,
+                          done - received, done - start)  # fmt: skip
+        bound = self.metrics.for_model(served.name)
         bound.stages["decode"].observe(timings.decode_s)
         bound.stages["preprocess"].observe(timings.preprocess_s)
         bound.stages["upstream"].observe(timings.upstream_s)
@@ -316,46 +284,33 @@ class DataPlane:
             model=prediction.model,
             version=prediction.version or 0,
             signature_name=prediction.signature_name,
+            kind=plan.outputs.kind,
             image_size=(pre.header.width, pre.header.height),
             timings=timings,
             annotated=annotated,
-            **result,
+            **outputs,
         )
-
-    def _prepare(
-        self, image: bytes, plan: ModelPlan, ref: ModelRef
-    ) -> tuple[Preprocessed, bytes, float]:
-        """Worker thread: decode, preprocess and serialise the whole PredictRequest, so the
-        event loop never touches the tensor's bytes. Serialising counts as preprocessing."""
-        profile = plan.profile
-        pre = preprocess(image, profile, self.limits)
-        start = time.perf_counter()
-        request = build_predict_request(
-            ref, {profile.input_name: pre.tensor}, plan.outputs.output_filter,
-            {profile.input_name: profile.dtype},
-        )  # fmt: skip
-        return pre, request, time.perf_counter() - start
 
     def _annotate(
         self,
-        request: ImageRequest,
-        profile: PreprocessProfile,
-        result: dict[str, list[Label] | list[Detection]],
+        image: bytes,
+        spec: AnnotateSpec,
+        plan: ModelPlan,
+        outputs: dict[str, list[Label] | list[Detection]],
     ) -> EncodedImage:
         """Worker thread: draw on the original image, decoded again at full size."""
-        assert request.annotate is not None
-        image = decode_image(request.image, self.limits, background=profile.background).image
-        if "detections" in result:
-            drawn = draw_detections(image, result["detections"])  # type: ignore[arg-type]
+        picture = decode_image(image, self.limits, background=plan.profile.background).image
+        if "detections" in outputs:
+            drawn = draw_detections(picture, outputs["detections"])  # type: ignore[arg-type]
         else:
-            drawn = draw_classifications(image, result["labels"])  # type: ignore[arg-type]
-        return encode(drawn, request.annotate)
+            drawn = draw_classifications(picture, outputs["labels"])  # type: ignore[arg-type]
+        return encode(drawn, spec)
 
     def _postprocess(
         self,
         served: ServedModel,
         plan: ModelPlan,
-        request: ImageRequest,
+        task: Task,
         pre: Preprocessed,
         prediction: Prediction,
     ) -> dict[str, list[Label] | list[Detection]]:
@@ -366,8 +321,8 @@ class DataPlane:
                 "labels": top_k_labels(
                     scores[0],
                     served.labels,
-                    request.top_k or settings.top_k,
-                    request.min_score or settings.min_score,
+                    task.top_k or settings.top_k,
+                    task.min_score or settings.min_score,
                     softmax=settings.logits,
                     label_offset=settings.label_offset,
                 )
@@ -378,8 +333,8 @@ class DataPlane:
                 served.labels,
                 pre.geometry,
                 (pre.header.width, pre.header.height),
-                request.min_score or settings.min_score,
-                request.max_detections or settings.max_detections,
+                task.min_score or settings.min_score,
+                task.max_detections or settings.max_detections,
                 settings.label_offset,
                 orientation=pre.header.orientation if plan.profile.encoded else 1,
             )

@@ -87,6 +87,35 @@ class Metrics:
             ["model"],
             registry=registry,
         )
+        self.batch_size = Histogram(
+            "tfs_gateway_batch_size",
+            "Images per micro-batched Predict, by model.",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+            registry=registry,
+        )
+        self.batch_wait_seconds = Histogram(
+            "tfs_gateway_batch_queue_wait_seconds",
+            "Time an image waited for its micro-batch to be sent, by model.",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.streams_active = Gauge(
+            "tfs_gateway_streams_active", "Streams open now.", registry=registry
+        )
+        self.stream_frames = Counter(
+            "tfs_gateway_stream_frames",
+            "Stream frames by outcome: received, served, dropped (stale) or failed.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.stream_in_flight = Histogram(
+            "tfs_gateway_stream_frames_in_flight",
+            "Frames of one stream in flight, observed each time a frame starts.",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        )
         self._per_model = {UNKNOWN_MODEL: self._bind(UNKNOWN_MODEL)}
         self.models = frozenset()
         self.add_models(models)

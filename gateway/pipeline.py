@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -287,26 +288,55 @@ def to_tensor(image: Image.Image, profile: PreprocessProfile) -> np.ndarray:
 
 def preprocess(data: bytes, profile: PreprocessProfile, limits: DecodeLimits) -> Preprocessed:
     """The whole stage: bytes → tensor, header and geometry, timed. Runs in a worker thread."""
+    return preprocess_many(data, (profile,), limits)[0]
+
+
+def preprocess_many(
+    data: bytes, profiles: Sequence[PreprocessProfile], limits: DecodeLimits
+) -> list[Preprocessed]:
+    """One decode of the image, then each profile's tensor (several models on one image).
+
+    The image is decoded once, at the largest size any profile needs; transparent pixels are
+    flattened onto the first tensor profile's background. Encoded-input profiles get the bytes.
+    """
     start = time.perf_counter()
-    if profile.encoded:
+    tensor_profiles = [p for p in profiles if not p.encoded]
+    decoded: DecodedImage | None = None
+    if tensor_profiles:
+
+        def min_size(header: ImageHeader) -> tuple[int, int] | None:
+            sizes = [decode_size(header, p, plan(header, p)) for p in tensor_profiles]
+            if any(size is None for size in sizes):
+                return None
+            return max(s[0] for s in sizes if s), max(s[1] for s in sizes if s)
+
+        decoded = decode_image(
+            data,
+            limits,
+            min_size=min_size,
+            gray=all(p.color == Color.GRAYSCALE for p in tensor_profiles),
+            background=tensor_profiles[0].background,
+        )
+        header = decoded.header
+    else:
         header = read_header(data, limits)  # format and size are checked all the same
-        tensor = np.empty(1, dtype=object)
-        tensor[0] = data
-        geometry = Geometry(0.0, 0.0, float(header.width), float(header.height))
-        return Preprocessed(tensor, header, geometry, time.perf_counter() - start, 0.0)
+    decode_s = time.perf_counter() - start
 
-    def min_size(header: ImageHeader) -> tuple[int, int] | None:
-        return decode_size(header, profile, plan(header, profile))
-
-    decoded = decode_image(
-        data,
-        limits,
-        min_size=min_size,
-        gray=profile.color == Color.GRAYSCALE,
-        background=profile.background,
-    )
-    decoded_at = time.perf_counter()
-    geometry = plan(decoded.header, profile)
-    tensor = to_tensor(resize(decoded, profile, geometry), profile)
-    done = time.perf_counter()
-    return Preprocessed(tensor, decoded.header, geometry, decoded_at - start, done - decoded_at)
+    results = []
+    for profile in profiles:
+        began = time.perf_counter()
+        if profile.encoded:
+            tensor = np.empty(1, dtype=object)
+            tensor[0] = data
+            geometry = Geometry(0.0, 0.0, float(header.width), float(header.height))
+        else:
+            assert decoded is not None
+            geometry = plan(header, profile)
+            image = decoded
+            if profile.color == Color.GRAYSCALE and decoded.image.mode != "L":
+                image = DecodedImage(header, decoded.image.convert("L"))
+            tensor = to_tensor(resize(image, profile, geometry), profile)
+        results.append(
+            Preprocessed(tensor, header, geometry, decode_s, time.perf_counter() - began)
+        )
+    return results

@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import grpc
 import grpc.aio
@@ -148,6 +148,30 @@ class UpstreamOptions:
         ]
 
 
+class Upstream(Protocol):
+    """What the data plane needs from TF Serving, over gRPC (:class:`UpstreamClient`) or REST
+    (:class:`gateway.rest_upstream.RestUpstream`). ``prepare`` is thread-safe and does the heavy
+    encoding off the event loop; ``send`` runs on it."""
+
+    async def metadata(self, model: ModelRef, timeout: float | None = None) -> ModelMetadata: ...
+
+    async def status(
+        self, model: ModelRef, timeout: float | None = None
+    ) -> list[VersionStatus]: ...
+
+    def prepare(
+        self,
+        model: ModelRef,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str],
+        dtypes: Mapping[str, DataType],
+    ) -> bytes: ...
+
+    async def send(self, prepared: bytes, model: ModelRef, timeout: float | None) -> Prediction: ...
+
+    async def close(self) -> None: ...
+
+
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
 _STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -241,6 +265,18 @@ class UpstreamClient:
         return await self.predict_serialized(
             build_predict_request(model, inputs, output_filter), model, timeout
         )
+
+    def prepare(
+        self,
+        model: ModelRef,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str],
+        dtypes: Mapping[str, DataType],
+    ) -> bytes:
+        return build_predict_request(model, inputs, output_filter, dtypes)
+
+    async def send(self, prepared: bytes, model: ModelRef, timeout: float | None) -> Prediction:
+        return await self.predict_serialized(prepared, model, timeout)
 
     async def predict_serialized(
         self, request: bytes, model: ModelRef, timeout: float | None = None
