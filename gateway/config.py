@@ -84,6 +84,8 @@ class GatewayConfig:
     max_in_flight: int = 128
     max_message_bytes: int = 64 * 1024 * 1024
     max_image_pixels: int = 50_000_000
+    stream_window: int = 4  # frames of one stream in flight, unless the stream asks otherwise
+    max_stream_window: int = 32
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
     decode_threads: int = max(os.cpu_count() or 1, 1)
     upstream_timeout_s: float = 30.0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from gateway._proto import classify_pb2
-from gateway.dataplane import ImageRequest, InferenceResult, Timings
+from gateway.dataplane import ImageRequest, InferenceResult, Task, Timings
 from gateway.drawing import AnnotateSpec
 from gateway.errors import GatewayError
 from gateway.labels import Box, ModelKind
 from gateway.models import ServedModel
+from gateway.streaming import FrameOut
 from gateway.tensors import dtype_name
 from gateway.upstream import ModelRef, TensorSpec
 
@@ -33,7 +34,6 @@ def image_request(
     max_detections: int,
     timeout_s: float | None,
 ) -> ImageRequest:
-    annotate = request.annotate
     return ImageRequest(
         model=model_ref(request.model),
         image=request.image,
@@ -41,12 +41,7 @@ def image_request(
         min_score=request.min_score,
         max_detections=max_detections,
         timeout_s=timeout_s,
-        annotate=AnnotateSpec(
-            png=annotate.format == classify_pb2.IMAGE_FORMAT_PNG,
-            jpeg_quality=annotate.jpeg_quality,
-        )
-        if annotate.enabled
-        else None,
+        annotate=annotate_spec(request.annotate),
     )
 
 
@@ -80,13 +75,17 @@ def _common(result: InferenceResult) -> dict[str, object]:
     return common
 
 
+def _classifications(result: InferenceResult) -> list[classify_pb2.Classification]:
+    return [
+        classify_pb2.Classification(class_id=x.class_id, label=x.label, score=x.score)
+        for x in result.labels
+    ]
+
+
 def classify_response(request_id: str, result: InferenceResult) -> classify_pb2.ClassifyResponse:
     return classify_pb2.ClassifyResponse(
         request_id=request_id,
-        classifications=[
-            classify_pb2.Classification(class_id=x.class_id, label=x.label, score=x.score)
-            for x in result.labels
-        ],
+        classifications=_classifications(result),
         **_common(result),  # type: ignore[arg-type]
     )
 
@@ -95,19 +94,23 @@ def _box(box: Box, message: type) -> object:
     return message(ymin=box.ymin, xmin=box.xmin, ymax=box.ymax, xmax=box.xmax)
 
 
+def _detections(result: InferenceResult) -> list[classify_pb2.Detection]:
+    return [
+        classify_pb2.Detection(
+            class_id=d.class_id,
+            label=d.label,
+            score=d.score,
+            box=_box(d.box, classify_pb2.NormalizedBox),
+            pixel_box=_box(d.pixel_box, classify_pb2.PixelBox),
+        )
+        for d in result.detections
+    ]
+
+
 def detect_response(request_id: str, result: InferenceResult) -> classify_pb2.DetectResponse:
     return classify_pb2.DetectResponse(
         request_id=request_id,
-        detections=[
-            classify_pb2.Detection(
-                class_id=d.class_id,
-                label=d.label,
-                score=d.score,
-                box=_box(d.box, classify_pb2.NormalizedBox),
-                pixel_box=_box(d.pixel_box, classify_pb2.PixelBox),
-            )
-            for d in result.detections
-        ],
+        detections=_detections(result),
         **_common(result),  # type: ignore[arg-type]
     )
 
@@ -156,3 +159,71 @@ def model_info(served: ServedModel) -> classify_pb2.ModelInfo:
         )
     )
     return info
+
+
+def annotate_spec(options: classify_pb2.AnnotateOptions) -> AnnotateSpec | None:
+    if not options.enabled:
+        return None
+    return AnnotateSpec(
+        png=options.format == classify_pb2.IMAGE_FORMAT_PNG, jpeg_quality=options.jpeg_quality
+    )
+
+
+def task(message: classify_pb2.ModelTask) -> Task:
+    return Task(
+        model=model_ref(message.model),
+        top_k=message.top_k,
+        min_score=message.min_score,
+        max_detections=message.max_detections,
+        annotate=annotate_spec(message.annotate),
+    )
+
+
+def model_result(result: InferenceResult) -> classify_pb2.ModelResult:
+    common = _common(result)
+    del common["image_size"]
+    return classify_pb2.ModelResult(
+        kind=_KINDS[result.kind],
+        classifications=_classifications(result),
+        detections=_detections(result),
+        **common,  # type: ignore[arg-type]
+    )
+
+
+def analyze_response(
+    request_id: str, results: list[InferenceResult]
+) -> classify_pb2.AnalyzeResponse:
+    width, height = results[0].image_size
+    return classify_pb2.AnalyzeResponse(
+        request_id=request_id,
+        image_size=classify_pb2.ImageSize(width=width, height=height),
+        results=[model_result(r) for r in results],
+    )
+
+
+def stream_response(frame: FrameOut) -> classify_pb2.StreamResponse:
+    if frame.dropped:
+        return classify_pb2.StreamResponse(
+            dropped=classify_pb2.FrameDropped(
+                frame_id=frame.frame_id, timestamp_us=frame.timestamp_us,
+                reason=classify_pb2.DROP_REASON_STALE,
+            )
+        )  # fmt: skip
+    if frame.error is not None:
+        code, message = frame.error
+        return classify_pb2.StreamResponse(
+            error=classify_pb2.FrameError(
+                frame_id=frame.frame_id, timestamp_us=frame.timestamp_us, code=code.name,
+                message=message,
+            )
+        )  # fmt: skip
+    results = frame.results or []
+    width, height = results[0].image_size if results else (0, 0)
+    return classify_pb2.StreamResponse(
+        result=classify_pb2.FrameResult(
+            frame_id=frame.frame_id,
+            timestamp_us=frame.timestamp_us,
+            image_size=classify_pb2.ImageSize(width=width, height=height),
+            results=[model_result(r) for r in results],
+        )
+    )

@@ -9,7 +9,7 @@ import dataclasses
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -24,9 +24,10 @@ from gateway import convert
 from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.config import GatewayConfig
 from gateway.dataplane import DataPlane
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidRequestError
 from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
+from gateway.streaming import FrameIn, StreamSettings, process_stream
 from gateway.upstream import UpstreamClient, UpstreamOptions
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,77 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
             return convert.model_info(self.dataplane.model(request.name))
 
         return await self._handle("DescribeModel", request.name, "", context, run, admit=False)
+
+    async def Analyze(
+        self, request: classify_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
+    ) -> classify_pb2.AnalyzeResponse:
+        async def run() -> classify_pb2.AnalyzeResponse:
+            tasks = [convert.task(t) for t in request.tasks]
+            results = await self.dataplane.run(request.image, tasks, context.time_remaining())
+            return convert.analyze_response(request.request_id, results)
+
+        model = request.tasks[0].model.name if request.tasks else ""
+        return await self._handle("Analyze", model, request.request_id, context, run)
+
+    async def Stream(
+        self,
+        requests: AsyncIterator[classify_pb2.StreamRequest],
+        context: grpc.aio.ServicerContext,
+    ) -> AsyncIterator[classify_pb2.StreamResponse]:
+        """One response per frame; stream-level errors end the stream with a status."""
+        start = time.perf_counter()
+        code, message, model = grpc.StatusCode.OK, "", ""
+        self.metrics.streams_active.inc()
+        try:
+            first = await anext(aiter(requests), None)
+            if first is None:
+                return
+            if not first.HasField("options"):
+                raise InvalidRequestError("the first message of a stream must be its options")
+            options = first.options
+            model = options.tasks[0].model.name if options.tasks else ""
+            settings = self._stream_settings(options)
+            self.dataplane.plans(settings.tasks)  # unknown or unready models end it at once
+
+            async def frames() -> AsyncIterator[FrameIn]:
+                async for item in requests:
+                    if not item.HasField("frame"):
+                        raise InvalidRequestError("options may only come as the first message")
+                    yield FrameIn(item.frame.frame_id, item.frame.image, item.frame.timestamp_us)
+
+            async for outcome in process_stream(
+                self.dataplane, frames(), settings, context.time_remaining
+            ):
+                yield convert.stream_response(outcome)
+        except GatewayError as error:
+            code, message = error.code, error.message
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED
+            raise
+        finally:
+            self.metrics.streams_active.dec()
+            label = self.metrics.model_label(model) if model else ""
+            self.metrics.requests.labels("Stream", label, code.name).inc()
+            self.metrics.request_seconds.labels("Stream", label).observe(
+                time.perf_counter() - start
+            )
+        if code != grpc.StatusCode.OK:
+            await context.abort(code, message)
+
+    def _stream_settings(self, options: classify_pb2.StreamOptions) -> StreamSettings:
+        config = self.dataplane.config
+        window = options.window or config.stream_window
+        if window > config.max_stream_window:
+            raise InvalidRequestError(
+                f"window {window} is over the gateway's max_stream_window of "
+                f"{config.max_stream_window}"
+            )
+        return StreamSettings(
+            tasks=[convert.task(t) for t in options.tasks],
+            ordered=options.delivery != classify_pb2.DELIVERY_AS_READY,
+            drop_stale=options.drop_policy == classify_pb2.DROP_POLICY_DROP_STALE,
+            window=window,
+        )
 
     async def _handle(
         self,

@@ -86,7 +86,11 @@ def test_api_has_the_rpcs_and_reserved_room_for_what_comes_next(tmp_path: Path) 
     file = _descriptor(tmp_path)
     assert file.package == "tfsgateway.v1"
     [service] = file.service
-    assert [m.name for m in service.method] == ["Classify", "Detect", "ListModels", "DescribeModel"]
+    assert [m.name for m in service.method] == [
+        "Classify", "Detect", "ListModels", "DescribeModel", "Analyze", "Stream",
+    ]  # fmt: skip
+    stream = service.method[-1]
+    assert stream.client_streaming and stream.server_streaming
     messages = {m.name: m for m in file.message_type}
     for name in ("ClassifyRequest", "ClassifyResponse", "DetectRequest", "DetectResponse"):
         assert [(r.start, r.end) for r in messages[name].reserved_range] == [(7, 16)], name

@@ -26,6 +26,9 @@ class Wiretap(grpc.GenericRpcHandler):
         )
         self._lock = threading.Lock()
         self.calls: list[Call] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.cancelled = 0  # calls the gateway gave up on while TF Serving was working
         self._server = grpc.server(
             futures.ThreadPoolExecutor(max_workers=16),
             handlers=[self],
@@ -41,21 +44,40 @@ class Wiretap(grpc.GenericRpcHandler):
     def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         forward = self._channel.unary_unary(details.method)
 
-        def behaviour(request: bytes, context: grpc.ServicerContext) -> bytes:
+        def behaviour(request: bytes, context: grpc.ServicerContext) -> bytes | None:
             remaining = context.time_remaining()
             with self._lock:
                 self.calls.append(Call(details.method, request, remaining))
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
-                return forward(request, timeout=remaining)
+                future = forward.future(request, timeout=remaining)
+                while True:
+                    try:
+                        return future.result(timeout=0.02)
+                    except grpc.FutureTimeoutError:
+                        if not context.is_active():  # the caller cancelled: pass it on
+                            future.cancel()
+                            with self._lock:
+                                self.cancelled += 1
+                            return None
             except grpc.RpcError as error:
                 context.abort(error.code(), error.details())
                 raise
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
 
         return grpc.unary_unary_rpc_method_handler(behaviour)
 
     def predict_requests(self) -> list[Call]:
         with self._lock:
             return [c for c in self.calls if c.method.endswith("/Predict")]
+
+    def reset_counts(self) -> None:
+        with self._lock:
+            self.max_in_flight = self.in_flight
+            self.cancelled = 0
 
     def stop(self) -> None:
         self._server.stop(grace=1).wait()

@@ -18,12 +18,37 @@ class ModelKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_KIND_UNSPECIFIED: _ClassVar[ModelKind]
     MODEL_KIND_CLASSIFICATION: _ClassVar[ModelKind]
     MODEL_KIND_DETECTION: _ClassVar[ModelKind]
+
+class Delivery(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DELIVERY_UNSPECIFIED: _ClassVar[Delivery]
+    DELIVERY_ORDERED: _ClassVar[Delivery]
+    DELIVERY_AS_READY: _ClassVar[Delivery]
+
+class DropPolicy(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DROP_POLICY_UNSPECIFIED: _ClassVar[DropPolicy]
+    DROP_POLICY_QUEUE: _ClassVar[DropPolicy]
+    DROP_POLICY_DROP_STALE: _ClassVar[DropPolicy]
+
+class DropReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DROP_REASON_UNSPECIFIED: _ClassVar[DropReason]
+    DROP_REASON_STALE: _ClassVar[DropReason]
 IMAGE_FORMAT_UNSPECIFIED: ImageFormat
 IMAGE_FORMAT_JPEG: ImageFormat
 IMAGE_FORMAT_PNG: ImageFormat
 MODEL_KIND_UNSPECIFIED: ModelKind
 MODEL_KIND_CLASSIFICATION: ModelKind
 MODEL_KIND_DETECTION: ModelKind
+DELIVERY_UNSPECIFIED: Delivery
+DELIVERY_ORDERED: Delivery
+DELIVERY_AS_READY: Delivery
+DROP_POLICY_UNSPECIFIED: DropPolicy
+DROP_POLICY_QUEUE: DropPolicy
+DROP_POLICY_DROP_STALE: DropPolicy
+DROP_REASON_UNSPECIFIED: DropReason
+DROP_REASON_STALE: DropReason
 
 class ModelRef(_message.Message):
     __slots__ = ("name", "version", "version_label", "signature_name")
@@ -274,3 +299,127 @@ class ModelInfo(_message.Message):
     label_count: int
     status_message: str
     def __init__(self, name: _Optional[str] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., ready: _Optional[bool] = ..., version: _Optional[int] = ..., signature_name: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TensorDescription, _Mapping]]] = ..., outputs: _Optional[_Iterable[_Union[TensorDescription, _Mapping]]] = ..., preprocessing: _Optional[_Union[Preprocessing, _Mapping]] = ..., label_count: _Optional[int] = ..., status_message: _Optional[str] = ...) -> None: ...
+
+class ModelTask(_message.Message):
+    __slots__ = ("model", "top_k", "min_score", "max_detections", "annotate")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    MIN_SCORE_FIELD_NUMBER: _ClassVar[int]
+    MAX_DETECTIONS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATE_FIELD_NUMBER: _ClassVar[int]
+    model: ModelRef
+    top_k: int
+    min_score: float
+    max_detections: int
+    annotate: AnnotateOptions
+    def __init__(self, model: _Optional[_Union[ModelRef, _Mapping]] = ..., top_k: _Optional[int] = ..., min_score: _Optional[float] = ..., max_detections: _Optional[int] = ..., annotate: _Optional[_Union[AnnotateOptions, _Mapping]] = ...) -> None: ...
+
+class ModelResult(_message.Message):
+    __slots__ = ("model", "kind", "classifications", "detections", "timings", "annotated_image")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFICATIONS_FIELD_NUMBER: _ClassVar[int]
+    DETECTIONS_FIELD_NUMBER: _ClassVar[int]
+    TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    ANNOTATED_IMAGE_FIELD_NUMBER: _ClassVar[int]
+    model: ServedBy
+    kind: ModelKind
+    classifications: _containers.RepeatedCompositeFieldContainer[Classification]
+    detections: _containers.RepeatedCompositeFieldContainer[Detection]
+    timings: Timings
+    annotated_image: EncodedImage
+    def __init__(self, model: _Optional[_Union[ServedBy, _Mapping]] = ..., kind: _Optional[_Union[ModelKind, str]] = ..., classifications: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ..., detections: _Optional[_Iterable[_Union[Detection, _Mapping]]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., annotated_image: _Optional[_Union[EncodedImage, _Mapping]] = ...) -> None: ...
+
+class AnalyzeRequest(_message.Message):
+    __slots__ = ("image", "tasks", "request_id")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    image: bytes
+    tasks: _containers.RepeatedCompositeFieldContainer[ModelTask]
+    request_id: str
+    def __init__(self, image: _Optional[bytes] = ..., tasks: _Optional[_Iterable[_Union[ModelTask, _Mapping]]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class AnalyzeResponse(_message.Message):
+    __slots__ = ("request_id", "image_size", "results")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    image_size: ImageSize
+    results: _containers.RepeatedCompositeFieldContainer[ModelResult]
+    def __init__(self, request_id: _Optional[str] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ...) -> None: ...
+
+class StreamOptions(_message.Message):
+    __slots__ = ("tasks", "delivery", "drop_policy", "window")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    DROP_POLICY_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[ModelTask]
+    delivery: Delivery
+    drop_policy: DropPolicy
+    window: int
+    def __init__(self, tasks: _Optional[_Iterable[_Union[ModelTask, _Mapping]]] = ..., delivery: _Optional[_Union[Delivery, str]] = ..., drop_policy: _Optional[_Union[DropPolicy, str]] = ..., window: _Optional[int] = ...) -> None: ...
+
+class Frame(_message.Message):
+    __slots__ = ("frame_id", "image", "timestamp_us")
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    frame_id: int
+    image: bytes
+    timestamp_us: int
+    def __init__(self, frame_id: _Optional[int] = ..., image: _Optional[bytes] = ..., timestamp_us: _Optional[int] = ...) -> None: ...
+
+class StreamRequest(_message.Message):
+    __slots__ = ("options", "frame")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    options: StreamOptions
+    frame: Frame
+    def __init__(self, options: _Optional[_Union[StreamOptions, _Mapping]] = ..., frame: _Optional[_Union[Frame, _Mapping]] = ...) -> None: ...
+
+class FrameResult(_message.Message):
+    __slots__ = ("frame_id", "timestamp_us", "image_size", "results")
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    frame_id: int
+    timestamp_us: int
+    image_size: ImageSize
+    results: _containers.RepeatedCompositeFieldContainer[ModelResult]
+    def __init__(self, frame_id: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ...) -> None: ...
+
+class FrameDropped(_message.Message):
+    __slots__ = ("frame_id", "timestamp_us", "reason")
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    frame_id: int
+    timestamp_us: int
+    reason: DropReason
+    def __init__(self, frame_id: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., reason: _Optional[_Union[DropReason, str]] = ...) -> None: ...
+
+class FrameError(_message.Message):
+    __slots__ = ("frame_id", "timestamp_us", "code", "message")
+    FRAME_ID_FIELD_NUMBER: _ClassVar[int]
+    TIMESTAMP_US_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    frame_id: int
+    timestamp_us: int
+    code: str
+    message: str
+    def __init__(self, frame_id: _Optional[int] = ..., timestamp_us: _Optional[int] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class StreamResponse(_message.Message):
+    __slots__ = ("result", "dropped", "error")
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    result: FrameResult
+    dropped: FrameDropped
+    error: FrameError
+    def __init__(self, result: _Optional[_Union[FrameResult, _Mapping]] = ..., dropped: _Optional[_Union[FrameDropped, _Mapping]] = ..., error: _Optional[_Union[FrameError, _Mapping]] = ...) -> None: ...

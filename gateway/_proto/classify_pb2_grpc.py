@@ -55,6 +55,16 @@ class ImageGatewayStub:
                 request_serializer=classify__pb2.DescribeModelRequest.SerializeToString,
                 response_deserializer=classify__pb2.ModelInfo.FromString,
                 _registered_method=True)
+        self.Analyze = channel.unary_unary(
+                '/tfsgateway.v1.ImageGateway/Analyze',
+                request_serializer=classify__pb2.AnalyzeRequest.SerializeToString,
+                response_deserializer=classify__pb2.AnalyzeResponse.FromString,
+                _registered_method=True)
+        self.Stream = channel.stream_stream(
+                '/tfsgateway.v1.ImageGateway/Stream',
+                request_serializer=classify__pb2.StreamRequest.SerializeToString,
+                response_deserializer=classify__pb2.StreamResponse.FromString,
+                _registered_method=True)
 
 
 class ImageGatewayServicer:
@@ -89,6 +99,26 @@ class ImageGatewayServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Analyze(self, request, context):
+        """Run several models (for example a detector and a classifier, or two versions) on one
+        image, decoded once; every model's result in one response.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Stream(self, request_iterator, context):
+        """Stream video frames. The first message carries the stream's options, every later one a
+        frame; each frame gets exactly one response tagged with its frame_id: its results, a drop
+        report (real-time policy) or its error. Errors that concern one frame (an undecodable
+        image, a failed model call) are reported for that frame and the stream goes on; errors
+        that concern the whole stream (invalid options, an unknown model, the caller's deadline,
+        the gateway shutting down) end it with a gRPC status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ImageGatewayServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +141,16 @@ def add_ImageGatewayServicer_to_server(servicer, server):
                     servicer.DescribeModel,
                     request_deserializer=classify__pb2.DescribeModelRequest.FromString,
                     response_serializer=classify__pb2.ModelInfo.SerializeToString,
+            ),
+            'Analyze': grpc.unary_unary_rpc_method_handler(
+                    servicer.Analyze,
+                    request_deserializer=classify__pb2.AnalyzeRequest.FromString,
+                    response_serializer=classify__pb2.AnalyzeResponse.SerializeToString,
+            ),
+            'Stream': grpc.stream_stream_rpc_method_handler(
+                    servicer.Stream,
+                    request_deserializer=classify__pb2.StreamRequest.FromString,
+                    response_serializer=classify__pb2.StreamResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -222,6 +262,60 @@ class ImageGateway:
             '/tfsgateway.v1.ImageGateway/DescribeModel',
             classify__pb2.DescribeModelRequest.SerializeToString,
             classify__pb2.ModelInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Analyze(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tfsgateway.v1.ImageGateway/Analyze',
+            classify__pb2.AnalyzeRequest.SerializeToString,
+            classify__pb2.AnalyzeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Stream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/tfsgateway.v1.ImageGateway/Stream',
+            classify__pb2.StreamRequest.SerializeToString,
+            classify__pb2.StreamResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,186 @@
+"""Streams of video frames, transport-free: a per-stream window of frames in flight, ordered or
+as-ready delivery, and a real-time policy that drops stale frames, reporting every one.
+
+Memory stays bounded whatever the caller does: at most ``window`` frames run, at most one waits
+(drop-stale) and the output queue is bounded, so a caller that reads slowly stops the gateway
+from reading its frames (gRPC flow control then slows the sender) instead of filling memory.
+Cancelling the stream cancels the frames in flight and their calls to TF Serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from gateway.dataplane import DataPlane, InferenceResult, Task
+from gateway.errors import GatewayError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FrameIn:
+    frame_id: int
+    image: bytes
+    timestamp_us: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FrameOut:
+    """Exactly one per frame: results, a drop, or an error (code and message)."""
+
+    frame_id: int
+    timestamp_us: int
+    results: list[InferenceResult] | None = None
+    dropped: bool = False
+    error: tuple[grpc.StatusCode, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    tasks: Sequence[Task]
+    ordered: bool = True
+    drop_stale: bool = False
+    window: int = 4
+
+
+class _Window:
+    """Frames of one stream in flight, and waiting for a free place."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+        self.changed = asyncio.Event()
+
+    @property
+    def full(self) -> bool:
+        return self.used >= self.size
+
+    def take(self) -> None:
+        self.used += 1
+
+    def give(self) -> None:
+        self.used -= 1
+        self.changed.set()
+
+    async def until(self, condition: Callable[[], bool]) -> None:
+        while not condition():
+            self.changed.clear()
+            await self.changed.wait()
+
+
+class _Emitter:
+    """Puts outcomes on the bounded output queue, in frame order when asked."""
+
+    def __init__(self, out: asyncio.Queue[FrameOut | None], ordered: bool) -> None:
+        self.out = out
+        self.ordered = ordered
+        self.held: dict[int, FrameOut] = {}
+        self.next = 0
+        self.lock = asyncio.Lock()
+
+    async def emit(self, seq: int, outcome: FrameOut) -> None:
+        if not self.ordered:
+            await self.out.put(outcome)
+            return
+        async with self.lock:
+            self.held[seq] = outcome
+            while self.next in self.held:
+                await self.out.put(self.held.pop(self.next))
+                self.next += 1
+
+
+async def process_stream(
+    dataplane: DataPlane,
+    frames: AsyncIterator[FrameIn],
+    settings: StreamSettings,
+    time_remaining: Callable[[], float | None] = lambda: None,
+) -> AsyncIterator[FrameOut]:
+    """Run ``settings.tasks`` on every frame; yield one FrameOut per frame."""
+    metrics = dataplane.metrics
+    out: asyncio.Queue[FrameOut | None] = asyncio.Queue(maxsize=settings.window + 2)
+    emitter = _Emitter(out, settings.ordered)
+    window = _Window(settings.window)
+    running: set[asyncio.Task[None]] = set()
+    waiting: list[tuple[int, FrameIn]] = []  # drop-stale: the newest frame not yet started
+
+    async def outcome_of(frame: FrameIn) -> FrameOut:
+        try:
+            with dataplane.admitted():
+                results = await dataplane.run(frame.image, settings.tasks, time_remaining())
+            metrics.stream_frames.labels("served").inc()
+            return FrameOut(frame.frame_id, frame.timestamp_us, results=results)
+        except GatewayError as error:
+            metrics.stream_frames.labels("failed").inc()
+            return FrameOut(frame.frame_id, frame.timestamp_us, error=(error.code, error.message))
+        except Exception:
+            incident = uuid.uuid4().hex[:12]
+            log.exception("stream frame %s failed (request id %s)", frame.frame_id, incident)
+            metrics.stream_frames.labels("failed").inc()
+            message = f"internal error (request id {incident})"
+            return FrameOut(
+                frame.frame_id, frame.timestamp_us, error=(grpc.StatusCode.INTERNAL, message)
+            )
+
+    async def work(seq: int, frame: FrameIn) -> None:
+        try:
+            await emitter.emit(seq, await outcome_of(frame))  # the place is held until emitted
+        finally:
+            window.give()
+            if waiting:  # drop-stale: the newest waiting frame takes the freed place
+                start(*waiting.pop())
+
+    def start(seq: int, frame: FrameIn) -> None:
+        window.take()
+        metrics.stream_in_flight.observe(window.used)
+        task = asyncio.ensure_future(work(seq, frame))
+        running.add(task)
+        task.add_done_callback(running.discard)
+
+    async def read() -> None:
+        seq = 0
+        async for frame in frames:
+            metrics.stream_frames.labels("received").inc()
+            if not settings.drop_stale:
+                await window.until(lambda: not window.full)
+                start(seq, frame)
+            elif not window.full:
+                start(seq, frame)
+            else:
+                if waiting:
+                    stale_seq, stale = waiting.pop()
+                    metrics.stream_frames.labels("dropped").inc()
+                    dropped = FrameOut(stale.frame_id, stale.timestamp_us, dropped=True)
+                    await emitter.emit(stale_seq, dropped)
+                waiting.append((seq, frame))
+            seq += 1
+        await window.until(lambda: window.used == 0 and not waiting)
+        await out.put(None)
+
+    reader = asyncio.ensure_future(read())
+    try:
+        while True:
+            getter = asyncio.ensure_future(out.get())
+            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if not getter.done():  # the reader ended first: with an error, or it put None
+                getter.cancel()
+                if not reader.cancelled() and reader.exception() is not None:
+                    raise reader.exception()  # type: ignore[misc]
+                item = await out.get()
+            else:
+                item = getter.result()
+            if item is None:
+                return
+            yield item
+    finally:
+        reader.cancel()
+        for task in list(running):
+            task.cancel()
+        with contextlib.suppress(BaseException):
+            await asyncio.gather(reader, *running, return_exceptions=True)
