@@ -46,10 +46,17 @@ def _abort(context: grpc.ServicerContext, error: ServingError) -> None:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, registry: ModelRegistry, as_tensor_content: bool, latency_s: float) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        as_tensor_content: bool,
+        latency_s: float,
+        log_requests: bool = False,
+    ) -> None:
         self.registry = registry
         self.as_tensor_content = as_tensor_content
         self.latency_s = latency_s
+        self.log_requests = log_requests
 
     def Predict(
         self, request: predict_pb2.PredictRequest, context: grpc.ServicerContext
@@ -66,6 +73,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             _abort(context, error)
         if self.latency_s:
             time.sleep(self.latency_s)
+        if self.log_requests:
+            print(f"Predict {request.model_spec.name} version {version.version}", flush=True)
         response = predict_pb2.PredictResponse()
         response.model_spec.name = request.model_spec.name
         response.model_spec.version.value = version.version
@@ -156,6 +165,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="how often to look for new version folders (0: never)",
     )
     parser.add_argument(
+        "--test_log_requests",
+        action="store_true",
+        help="(test server only) print a line for every Predict served",
+    )
+    parser.add_argument(
         "--test_latency_ms",
         type=float,
         default=0.0,
@@ -189,7 +203,10 @@ def create_server(registry: ModelRegistry, args: argparse.Namespace) -> tuple[gr
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionService(
-            registry, args.enable_serialization_as_tensor_content, args.test_latency_ms / 1000
+            registry,
+            args.enable_serialization_as_tensor_content,
+            args.test_latency_ms / 1000,
+            args.test_log_requests,
         ),
         server,
     )
