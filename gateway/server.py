@@ -27,8 +27,9 @@ from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
+from gateway.rest_upstream import RestUpstream
 from gateway.streaming import FrameIn, StreamSettings, process_stream
-from gateway.upstream import UpstreamClient, UpstreamOptions
+from gateway.upstream import Upstream, UpstreamClient, UpstreamOptions
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -233,10 +234,14 @@ class GatewayServer:
         keep_heap_top_pad(config.heap_top_pad_bytes)
         registry = registry if registry is not None else CollectorRegistry()
         metrics = Metrics(registry, tuple(m.name for m in config.models))
-        upstream = UpstreamClient(
-            UpstreamOptions(config.upstream, timeout_s=config.upstream_timeout_s),
-            upstream_credentials,
-        )
+        upstream: Upstream
+        if config.upstream.startswith(("http://", "https://")):  # TF Serving's REST port
+            upstream = RestUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
+        else:
+            upstream = UpstreamClient(
+                UpstreamOptions(config.upstream, timeout_s=config.upstream_timeout_s),
+                upstream_credentials,
+            )
         executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
         dataplane = DataPlane(config, upstream, metrics, executor)
 

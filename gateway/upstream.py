@@ -290,7 +290,10 @@ class UpstreamClient:
             name=spec.name or model.name,
             version=spec.version.value if spec.HasField("version") else None,
             signatures=MappingProxyType(
-                {name: _signature(name, sig) for name, sig in signature_map.signature_def.items()}
+                {
+                    name: signature_from_proto(name, sig)
+                    for name, sig in signature_map.signature_def.items()
+                }
             ),
         )
 
@@ -382,7 +385,7 @@ def build_predict_request(
     return request.SerializeToString()
 
 
-def _signature(name: str, proto: get_model_metadata_pb2.SignatureDef) -> Signature:
+def signature_from_proto(name: str, proto: get_model_metadata_pb2.SignatureDef) -> Signature:
     return Signature(
         name=name,
         method_name=proto.method_name,
