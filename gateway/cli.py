@@ -16,7 +16,7 @@ import grpc
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gateway import __version__
+from gateway import __version__, video_client
 from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.config import ConfigError, GatewayConfig, ModelSettings, load_config
 from gateway.errors import GatewayError
@@ -275,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--json", action="store_true", help="one JSON response per line")
     _client_options(detect)
     detect.set_defaults(run=_detect)
+
+    video_client.add_parser(commands)
 
     models = commands.add_parser("models", help="list the models the gateway serves")
     models.add_argument("--json", action="store_true")
