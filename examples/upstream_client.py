@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from gateway.upstream import ModelRef, UpstreamClient, UpstreamOptions
+from gateway.signatures import ModelRef
+from gateway.upstream import UpstreamClient, UpstreamOptions
 
 COLORS = ["red", "green", "blue", "yellow", "cyan", "magenta", "white", "black"]
 

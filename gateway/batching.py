@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.metrics import Metrics
+from gateway.signatures import ModelRef, Prediction
 from gateway.tensors import DataType
-from gateway.upstream import ModelRef, Prediction, Upstream
+from gateway.upstream import Upstream
 
 
 @dataclass

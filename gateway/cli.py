@@ -20,8 +20,9 @@ from gateway import __version__, video_client
 from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.config import ConfigError, GatewayConfig, ModelSettings, load_config
 from gateway.errors import GatewayError
+from gateway.signatures import ModelRef
 from gateway.tensors import dtype_name
-from gateway.upstream import ModelRef, UpstreamClient, UpstreamOptions
+from gateway.upstream import UpstreamClient, UpstreamOptions
 
 GATEWAY_DEFAULT = "localhost:9000"
 

@@ -8,9 +8,9 @@ from gateway.drawing import AnnotateSpec
 from gateway.errors import GatewayError
 from gateway.labels import Box, ModelKind
 from gateway.models import ServedModel
+from gateway.signatures import ModelRef, TensorSpec
 from gateway.streaming import FrameOut
 from gateway.tensors import dtype_name
-from gateway.upstream import ModelRef, TensorSpec
 
 _KINDS = {
     ModelKind.CLASSIFICATION: classify_pb2.MODEL_KIND_CLASSIFICATION,

@@ -33,7 +33,8 @@ from gateway.labels import Detection, Label, ModelKind, detections, top_k_labels
 from gateway.metrics import Metrics
 from gateway.models import ModelCatalog, ModelPlan, ServedModel
 from gateway.pipeline import Preprocessed, preprocess_many
-from gateway.upstream import ModelRef, Prediction, Upstream
+from gateway.signatures import ModelRef, Prediction
+from gateway.upstream import Upstream
 
 
 @dataclass(frozen=True, slots=True)

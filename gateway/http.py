@@ -40,7 +40,7 @@ from gateway.errors import (
     WrongModelKindError,
 )
 from gateway.labels import ModelKind
-from gateway.upstream import ModelRef
+from gateway.signatures import ModelRef
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NAME = "{name:[^/:]+}"

@@ -18,7 +18,7 @@ from gateway._proto.tfserving import string_int_label_map_pb2, types_pb2
 from gateway.config import ModelSettings
 from gateway.errors import ProfileError, UpstreamProtocolError
 from gateway.pipeline import Geometry
-from gateway.upstream import Signature
+from gateway.signatures import Signature
 
 DETECTION_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes")
 _FLOATS = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE)

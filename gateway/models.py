@@ -18,9 +18,10 @@ from gateway.errors import (
 )
 from gateway.labels import OutputPlan, load_labels, plan_outputs
 from gateway.metrics import Metrics
-from gateway.pipeline import Color, PreprocessProfile, ResizeMode, infer_profile
+from gateway.profiles import Color, PreprocessProfile, ResizeMode, infer_profile
+from gateway.signatures import ModelMetadata, ModelRef, TensorSpec, VersionState
 from gateway.tensors import dtype_name
-from gateway.upstream import ModelMetadata, ModelRef, TensorSpec, Upstream, VersionState
+from gateway.upstream import Upstream
 
 log = logging.getLogger(__name__)
 

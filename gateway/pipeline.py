@@ -1,89 +1,30 @@
-"""Image bytes → the model's input tensor, per the model's preprocessing profile.
-
-A profile is inferred from the model's signature (size from the input shape, dtype, layout;
-a DT_STRING input means "send the encoded bytes untouched") and refined by the config. Every
-resize mode is described by a :class:`Geometry`, the rectangle of the original image that the
-model's input covers, which is also what maps the model's boxes back to original pixels.
+"""Image bytes → the model's input tensor, per the model's preprocessing profile
+(``gateway/profiles.py``). Every resize mode is described by a :class:`Geometry`, the rectangle
+of the original image that the model's input covers, which is also what maps the model's boxes
+back to original pixels.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from PIL import Image
 
 from gateway._proto.tfserving import types_pb2
-from gateway.config import PreprocessSettings
 from gateway.decode import DecodedImage, DecodeLimits, ImageHeader, decode_image, read_header
-from gateway.errors import ProfileError
-from gateway.tensors import DataType, dtype_name, numpy_dtype
-from gateway.upstream import Signature
-
-
-class ResizeMode(StrEnum):
-    NONE = "none"  # keep the image's own size (models that resize inside, e.g. TF OD API)
-    STRETCH = "stretch"
-    LETTERBOX = "letterbox"
-    CENTER_CROP = "center_crop"
-    SHORTER_SIDE_CROP = "shorter_side_crop"
-
-
-class Normalization(StrEnum):
-    RAW = "raw"  # 0..255
-    UNIT = "unit"  # [0, 1]
-    SYMMETRIC = "symmetric"  # [-1, 1]
-    MEAN_STD = "mean_std"  # (x/255 - mean) / std, mean and std in [0, 1] units
-    CAFFE = "caffe"  # x - mean (0..255 units, BGR means by default)
-
-
-class Color(StrEnum):
-    RGB = "rgb"
-    BGR = "bgr"
-    GRAYSCALE = "grayscale"
-
-
-FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
-}
-CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_TENSOR_DTYPES = {
-    "uint8": types_pb2.DT_UINT8,
-    "float32": types_pb2.DT_FLOAT,
-    "float16": types_pb2.DT_HALF,
-    "DT_UINT8": types_pb2.DT_UINT8,
-    "DT_FLOAT": types_pb2.DT_FLOAT,
-    "DT_HALF": types_pb2.DT_HALF,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class PreprocessProfile:
-    input_name: str
-    encoded: bool = False  # DT_STRING input: the caller's bytes go through untouched
-    width: int = 0  # 0 with ResizeMode.NONE: the image's own size
-    height: int = 0
-    resize_mode: ResizeMode = ResizeMode.STRETCH
-    resize_filter: str = "bilinear"
-    shorter_side: int = 0
-    pad_value: int = 0
-    color: Color = Color.RGB
-    background: tuple[int, int, int] = (255, 255, 255)
-    normalization: Normalization = Normalization.UNIT
-    mean: tuple[float, ...] = ()
-    std: tuple[float, ...] = ()
-    dtype: DataType = types_pb2.DT_FLOAT
-    layout: str = "NHWC"
+from gateway.profiles import (
+    CAFFE_MEAN_BGR,
+    FILTERS,
+    Color,
+    Normalization,
+    PreprocessProfile,
+    ResizeMode,
+)
+from gateway.tensors import numpy_dtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,93 +44,6 @@ class Preprocessed:
     geometry: Geometry
     decode_s: float  # sniff, guard and decode
     preprocess_s: float  # resize, colour, normalise, layout
-
-
-def _image_input(signature: Signature, settings: PreprocessSettings) -> tuple[str, object]:
-    if settings.input_name:
-        if settings.input_name not in signature.inputs:
-            raise ProfileError(f"input {settings.input_name!r} is not in the signature")
-        return settings.input_name, signature.inputs[settings.input_name]
-    if len(signature.inputs) != 1:
-        names = ", ".join(sorted(signature.inputs))
-        raise ProfileError(f"the signature has several inputs ({names}): set preprocess.input_name")
-    return next(iter(signature.inputs.items()))
-
-
-def infer_profile(signature: Signature, settings: PreprocessSettings) -> PreprocessProfile:
-    """The profile for a signature's image input: inferred, then overridden by ``settings``."""
-    name, spec = _image_input(signature, settings)
-    if spec.dtype == types_pb2.DT_STRING:  # type: ignore[attr-defined]
-        return PreprocessProfile(input_name=name, encoded=True, dtype=types_pb2.DT_STRING)
-    shape = spec.shape  # type: ignore[attr-defined]
-    if shape is None or len(shape) != 4:
-        raise ProfileError(f"input {name!r} has shape {shape}; an image input has rank 4")
-    nchw = shape[1] in (1, 3) and shape[3] not in (1, 3)
-    height, width, channels = (shape[2], shape[3], shape[1]) if nchw else shape[1:]
-    dtype = spec.dtype  # type: ignore[attr-defined]
-    inferred = PreprocessProfile(
-        input_name=name,
-        width=max(width, 0),
-        height=max(height, 0),
-        resize_mode=ResizeMode.STRETCH if width > 0 and height > 0 else ResizeMode.NONE,
-        color=Color.GRAYSCALE if channels == 1 else Color.RGB,
-        normalization=Normalization.RAW if dtype == types_pb2.DT_UINT8 else Normalization.UNIT,
-        dtype=dtype,
-        layout="NCHW" if nchw else "NHWC",
-    )
-    return _validated(_override(inferred, settings), name)
-
-
-def _override(profile: PreprocessProfile, settings: PreprocessSettings) -> PreprocessProfile:
-    changes: dict[str, object] = {}
-    for f in dataclasses.fields(PreprocessSettings):
-        value = getattr(settings, f.name)
-        if value is None or f.name == "input_name":
-            continue
-        try:
-            changes[f.name] = {
-                "resize_mode": ResizeMode,
-                "color": Color,
-                "normalization": Normalization,
-                "dtype": lambda v: _TENSOR_DTYPES[v],
-                "layout": str.upper,
-            }.get(f.name, lambda v: v)(value)
-        except (KeyError, ValueError):
-            raise ProfileError(f"preprocess.{f.name}: {value!r} is not a valid choice") from None
-    if (
-        "width" in changes
-        and "resize_mode" not in changes
-        and profile.resize_mode == ResizeMode.NONE
-    ):
-        changes["resize_mode"] = ResizeMode.STRETCH
-    return dataclasses.replace(profile, **changes)
-
-
-def _validated(profile: PreprocessProfile, name: str) -> PreprocessProfile:
-    if profile.resize_filter not in FILTERS:
-        raise ProfileError(f"resize_filter {profile.resize_filter!r}: one of {', '.join(FILTERS)}")
-    if profile.resize_mode != ResizeMode.NONE and (profile.width <= 0 or profile.height <= 0):
-        raise ProfileError(f"input {name!r} has no fixed size: set preprocess.width and height")
-    if profile.dtype not in _TENSOR_DTYPES.values():
-        raise ProfileError(
-            f"input {name!r} has dtype {dtype_name(profile.dtype)}, not an image dtype"
-        )
-    if profile.dtype == types_pb2.DT_UINT8 and profile.normalization != Normalization.RAW:
-        raise ProfileError(f"input {name!r} is uint8: only 'raw' normalization fits it")
-    if profile.layout not in ("NHWC", "NCHW"):
-        raise ProfileError(f"layout {profile.layout!r}: NHWC or NCHW")
-    channels = 1 if profile.color == Color.GRAYSCALE else 3
-    for label, values in (("mean", profile.mean), ("std", profile.std)):
-        if values and len(values) not in (1, channels):
-            raise ProfileError(f"{label} needs 1 or {channels} values, has {len(values)}")
-    if profile.normalization == Normalization.MEAN_STD and not (profile.mean and profile.std):
-        raise ProfileError("normalization mean_std needs preprocess.mean and preprocess.std")
-    if profile.resize_mode == ResizeMode.SHORTER_SIDE_CROP:
-        side = profile.shorter_side or math.ceil(max(profile.width, profile.height) * 8 / 7)
-        if side < max(profile.width, profile.height):
-            raise ProfileError("shorter_side must be at least the larger target dimension")
-        profile = dataclasses.replace(profile, shorter_side=side)
-    return profile
 
 
 def plan(header: ImageHeader, profile: PreprocessProfile) -> Geometry:

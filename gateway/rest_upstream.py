@@ -28,8 +28,7 @@ from google.protobuf import json_format
 
 from gateway._proto.tfserving import get_model_metadata_pb2, get_model_status_pb2
 from gateway.errors import UpstreamError, UpstreamProtocolError
-from gateway.tensors import DataType, numpy_dtype
-from gateway.upstream import (
+from gateway.signatures import (
     DEFAULT_SIGNATURE,
     ModelMetadata,
     ModelRef,
@@ -38,6 +37,7 @@ from gateway.upstream import (
     VersionStatus,
     signature_from_proto,
 )
+from gateway.tensors import DataType, numpy_dtype
 
 _GRPC_CODE_FOR_HTTP = {
     400: grpc.StatusCode.INVALID_ARGUMENT,

@@ -14,17 +14,9 @@ from gateway._proto.tfserving import types_pb2
 from gateway.config import PreprocessSettings
 from gateway.decode import DecodeLimits, decode_image, read_header
 from gateway.errors import ImageTooLargeError, InvalidImageError, ProfileError
-from gateway.pipeline import (
-    Color,
-    Geometry,
-    Normalization,
-    PreprocessProfile,
-    ResizeMode,
-    infer_profile,
-    plan,
-    preprocess,
-)
-from gateway.upstream import Signature, TensorSpec
+from gateway.pipeline import Geometry, plan, preprocess
+from gateway.profiles import Color, Normalization, PreprocessProfile, ResizeMode, infer_profile
+from gateway.signatures import Signature, TensorSpec
 from tests import images
 
 LIMITS = DecodeLimits()

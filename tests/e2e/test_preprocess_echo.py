@@ -10,8 +10,10 @@ import pytest
 from PIL import Image
 
 from gateway.decode import DecodeLimits
-from gateway.pipeline import Color, Normalization, PreprocessProfile, ResizeMode, preprocess
-from gateway.upstream import ModelRef, UpstreamClient, UpstreamOptions
+from gateway.pipeline import preprocess
+from gateway.profiles import Color, Normalization, PreprocessProfile, ResizeMode
+from gateway.signatures import ModelRef
+from gateway.upstream import UpstreamClient, UpstreamOptions
 from tests import images
 from tests.conftest import ModelServerProcess
 
