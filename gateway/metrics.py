@@ -116,6 +116,8 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=registry,
         )
+        for outcome in ("received", "served", "dropped", "failed"):
+            self.stream_frames.labels(outcome)  # every outcome exported from the start, at 0
         self._per_model = {UNKNOWN_MODEL: self._bind(UNKNOWN_MODEL)}
         self.models = frozenset()
         self.add_models(models)
