@@ -6,13 +6,21 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 
-# Debian tools some tests use: promtool (metrics format), protoc (the API in other languages),
-# headless Chromium and its driver (the web page).
+# Debian packages some tests use: Prometheus and promtool (a live scrape, the shipped rules),
+# protoc (the API in other languages), headless Chromium and its driver (the web page), and
+# Go with Debian's packaged gRPC (the Go client; there is no Go module proxy here). Node.js and
+# npm come with the machine; the Node client's test runs `npm ci` itself.
 need=()
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
+command -v go >/dev/null 2>&1 || need+=(golang-go)
+command -v protoc-gen-go >/dev/null 2>&1 || need+=(protoc-gen-go)
+command -v protoc-gen-go-grpc >/dev/null 2>&1 || need+=(protoc-gen-go-grpc)
+for lib in golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev; do
+  dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
+done
 if [ "${#need[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test: installing Debian packages: ${need[*]}"
