@@ -8,6 +8,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -287,7 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("health", help="grpc.health.v1 check; exit 0 when SERVING")
     check.add_argument("--service", default="", help='"" (readiness), "liveness", "model/NAME"')
     _client_options(check)
-    check.set_defaults(run=_health, timeout=5.0)
+    # In a container the check runs beside the server: default to its own port.
+    check.set_defaults(
+        run=_health, timeout=5.0, gateway=f"localhost:{os.environ.get('TFS_GATEWAY_PORT', 9000)}"
+    )
 
     describe = commands.add_parser(
         "describe", help="ask TF Serving itself about a model (versions and signatures)"

@@ -8,7 +8,8 @@ bash scripts/setup.sh
 
 # Debian packages some tests use: Prometheus and promtool (a live scrape, the shipped rules),
 # protoc (the API in other languages), headless Chromium and its driver (the web page), and
-# Go with Debian's packaged gRPC (the Go client; there is no Go module proxy here). Node.js and
+# Go with Debian's packaged gRPC (the Go client; there is no Go module proxy here), podman and
+# debootstrap (the container image, built on a Debian base made here: no registry is reachable). Node.js and
 # npm come with the machine; the Node client's test runs `npm ci` itself.
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
@@ -18,6 +19,8 @@ command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 command -v go >/dev/null 2>&1 || need+=(golang-go)
 command -v protoc-gen-go >/dev/null 2>&1 || need+=(protoc-gen-go)
 command -v protoc-gen-go-grpc >/dev/null 2>&1 || need+=(protoc-gen-go-grpc)
+command -v podman >/dev/null 2>&1 || need+=(podman runc)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 for lib in golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev; do
   dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
 done
