@@ -21,7 +21,9 @@ command -v protoc-gen-go >/dev/null 2>&1 || need+=(protoc-gen-go)
 command -v protoc-gen-go-grpc >/dev/null 2>&1 || need+=(protoc-gen-go-grpc)
 command -v podman >/dev/null 2>&1 || need+=(podman runc)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-for lib in golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev; do
+# (the CNI dnsname plugin gives compose networks their service-name DNS)
+for lib in golang-google-grpc-dev golang-github-golang-protobuf-1-5-dev \
+           golang-github-containernetworking-plugin-dnsname; do
   dpkg -s "$lib" >/dev/null 2>&1 || need+=("$lib")
 done
 if [ "${#need[@]}" -gt 0 ]; then

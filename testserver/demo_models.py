@@ -179,22 +179,34 @@ def build(out: Path) -> Path:
         '[models.shapes]\nlabels = "shapes/label_map.pbtxt"\nmin_score = 0.5\n'
     )
 
-    config = out / "models.config"
-    config.write_text(
+    # models.config names this folder; models.container.config names /models, where compose and
+    # the container images mount it.
+    for name, base in (("models.config", out), ("models.container.config", Path("/models"))):
+        (out / name).write_text(_server_config(base))
+    (out / "gateway.container.toml").write_text(
+        (out / "gateway.toml")
+        .read_text()
+        .replace('labels = "', 'labels = "/models/')
+        .replace('upstream = "localhost:8500"\n', "")
+    )
+    return out / "models.config"
+
+
+def _server_config(base: Path) -> str:
+    return (
         "model_config_list {\n"
         + _model_entry(
             "colors",
-            out / "colors",
+            base / "colors",
             "  model_version_policy { all {} }\n"
             '  version_labels { key: "stable" value: 1 }\n'
             '  version_labels { key: "canary" value: 2 }\n',
         )
-        + _model_entry("colors_bytes", out / "colors_bytes")
-        + _model_entry("shapes", out / "shapes")
-        + _model_entry("echo", out / "echo")
+        + _model_entry("colors_bytes", base / "colors_bytes")
+        + _model_entry("shapes", base / "shapes")
+        + _model_entry("echo", base / "echo")
         + "}\n"
     )
-    return config
 
 
 def _model_entry(name: str, base_path: Path, extra: str = "") -> str:
