@@ -96,11 +96,18 @@ def test_api_has_the_rpcs_and_reserved_room_for_what_comes_next(tmp_path: Path) 
         assert [(r.start, r.end) for r in messages[name].reserved_range] == [(7, 16)], name
 
 
-@pytest.mark.parametrize("language", ["cpp", "java", "csharp", "python", "ruby", "php", "objc"])
+@pytest.mark.parametrize(
+    "language", ["cpp", "java", "csharp", "python", "ruby", "php", "objc", "descriptor_set"]
+)
 def test_api_compiles_with_plain_protoc_without_warnings(tmp_path: Path, language: str) -> None:
     protoc = require_tool("protoc")
+    out = (
+        f"--descriptor_set_out={tmp_path / 'classify.pb'}"
+        if language == "descriptor_set"
+        else f"--{language}_out={tmp_path}"
+    )
     result = subprocess.run(
-        [protoc, "-I", str(ROOT / "protos"), f"--{language}_out={tmp_path}", PROTO],
+        [protoc, "-I", str(ROOT / "protos"), out, PROTO],
         capture_output=True,
         text=True,
     )
