@@ -11,10 +11,12 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
 from google.protobuf import json_format
+from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway import __version__, video_client
@@ -123,48 +125,62 @@ def _as_json(message: object) -> str:
     )
 
 
+def _each_image(
+    args: argparse.Namespace,
+    call: Callable[[Path], Message],
+    show: Callable[[Message], list[str]],
+) -> int:
+    """Call the gateway once per image; print JSON, or a header line and ``show``'s lines."""
+    for path in args.images:
+        response = call(path)
+        if args.json:
+            print(_as_json(response))
+            continue
+        size, model = response.image_size, response.model  # type: ignore[attr-defined]
+        print(f"{path} ({size.width}x{size.height}) {model.name} v{model.version}:")
+        for line in show(response):
+            print(f"  {line}")
+    return 0
+
+
 def _classify(args: argparse.Namespace) -> int:
     stub = _stub(args)
-    for path in args.images:
+
+    def call(path: Path) -> Message:
         request = classify_pb2.ClassifyRequest(
             model=_model(args), image=path.read_bytes(), top_k=args.top_k,
             min_score=args.min_score, request_id=str(path),
         )  # fmt: skip
-        response = stub.Classify(request, timeout=args.timeout)
-        if args.json:
-            print(_as_json(response))
-            continue
-        size = response.image_size
-        print(
-            f"{path} ({size.width}x{size.height}) {response.model.name} v{response.model.version}:"
-        )
-        for item in response.classifications:
-            print(f"  {item.score:8.4f}  {item.label or '-'} (class {item.class_id})")
-    return 0
+        return stub.Classify(request, timeout=args.timeout)
+
+    def show(response: Message) -> list[str]:
+        return [
+            f"{c.score:8.4f}  {c.label or '-'} (class {c.class_id})"
+            for c in response.classifications  # type: ignore[attr-defined]
+        ]
+
+    return _each_image(args, call, show)
 
 
 def _detect(args: argparse.Namespace) -> int:
     stub = _stub(args)
-    for path in args.images:
+
+    def call(path: Path) -> Message:
         request = classify_pb2.DetectRequest(
             model=_model(args), image=path.read_bytes(), min_score=args.min_score,
             max_detections=args.max_detections, request_id=str(path),
         )  # fmt: skip
-        response = stub.Detect(request, timeout=args.timeout)
-        if args.json:
-            print(_as_json(response))
-            continue
-        size = response.image_size
-        print(
-            f"{path} ({size.width}x{size.height}) {response.model.name} v{response.model.version}:"
-        )
-        for d in response.detections:
-            b = d.pixel_box
-            print(
-                f"  {d.score:8.4f}  {d.label or '-'} (class {d.class_id})  "
-                f"x {b.xmin:.0f}-{b.xmax:.0f}  y {b.ymin:.0f}-{b.ymax:.0f}"
-            )
-    return 0
+        return stub.Detect(request, timeout=args.timeout)
+
+    def show(response: Message) -> list[str]:
+        return [
+            f"{d.score:8.4f}  {d.label or '-'} (class {d.class_id})  "
+            f"x {d.pixel_box.xmin:.0f}-{d.pixel_box.xmax:.0f}  "
+            f"y {d.pixel_box.ymin:.0f}-{d.pixel_box.ymax:.0f}"
+            for d in response.detections  # type: ignore[attr-defined]
+        ]
+
+    return _each_image(args, call, show)
 
 
 def _models(args: argparse.Namespace) -> int:

@@ -33,9 +33,9 @@ from gateway.signatures import (
     ModelMetadata,
     ModelRef,
     Prediction,
-    VersionState,
     VersionStatus,
     signature_from_proto,
+    version_statuses,
 )
 from gateway.tensors import DataType, numpy_dtype
 
@@ -52,7 +52,6 @@ _GRPC_CODE_FOR_HTTP = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 @dataclass
@@ -208,15 +207,7 @@ class RestUpstream:
         parsed = json_format.ParseDict(
             payload, get_model_status_pb2.GetModelStatusResponse(), ignore_unknown_fields=True
         )
-        return [
-            VersionStatus(
-                version=item.version,
-                state=VersionState(item.state),
-                error_code=_STATUS_CODES.get(item.status.error_code, grpc.StatusCode.UNKNOWN),
-                error_message=item.status.error_message,
-            )
-            for item in parsed.model_version_status
-        ]
+        return version_statuses(parsed)
 
     def prepare(
         self,

@@ -11,7 +11,7 @@ from types import MappingProxyType
 import grpc
 import numpy as np
 
-from gateway._proto.tfserving import get_model_metadata_pb2, model_pb2
+from gateway._proto.tfserving import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 from gateway.errors import SignatureNotFoundError
 from gateway.tensors import DataType
 
@@ -124,3 +124,19 @@ def _tensor_spec(alias: str, info: get_model_metadata_pb2.TensorInfo) -> TensorS
         dtype=info.dtype,
         shape=None if shape.unknown_rank else tuple(dim.size for dim in shape.dim),
     )
+
+
+_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def version_statuses(response: get_model_status_pb2.GetModelStatusResponse) -> list[VersionStatus]:
+    """GetModelStatus's answer (over gRPC or REST) as VersionStatus values."""
+    return [
+        VersionStatus(
+            version=item.version,
+            state=VersionState(item.state),
+            error_code=_STATUS_CODES.get(item.status.error_code, grpc.StatusCode.UNKNOWN),
+            error_message=item.status.error_message,
+        )
+        for item in response.model_version_status
+    ]

@@ -30,9 +30,9 @@ from gateway.signatures import (
     ModelMetadata,
     ModelRef,
     Prediction,
-    VersionState,
     VersionStatus,
     signature_from_proto,
+    version_statuses,
 )
 from gateway.tensors import DataType, fill_tensor_proto, make_ndarray
 
@@ -144,7 +144,6 @@ class Upstream(Protocol):
 
 _Req = TypeVar("_Req")
 _Resp = TypeVar("_Resp")
-_STATUS_CODES = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class UpstreamClient:
@@ -219,15 +218,7 @@ class UpstreamClient:
         model.fill(request.model_spec)
         request.model_spec.ClearField("signature_name")
         response = await self._call(self._status, GET_MODEL_STATUS, request, timeout)
-        return [
-            VersionStatus(
-                version=item.version,
-                state=VersionState(item.state),
-                error_code=_STATUS_CODES.get(item.status.error_code, grpc.StatusCode.UNKNOWN),
-                error_message=item.status.error_message,
-            )
-            for item in response.model_version_status
-        ]
+        return version_statuses(response)
 
     async def predict(
         self,
