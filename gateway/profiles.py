@@ -14,7 +14,7 @@ from PIL import Image
 from gateway._proto.tfserving import types_pb2
 from gateway.config import PreprocessSettings
 from gateway.errors import ProfileError
-from gateway.signatures import Signature
+from gateway.signatures import Signature, TensorSpec
 from gateway.tensors import DataType, dtype_name
 
 
@@ -78,7 +78,7 @@ class PreprocessProfile:
     layout: str = "NHWC"
 
 
-def _image_input(signature: Signature, settings: PreprocessSettings) -> tuple[str, object]:
+def _image_input(signature: Signature, settings: PreprocessSettings) -> tuple[str, TensorSpec]:
     if settings.input_name:
         if settings.input_name not in signature.inputs:
             raise ProfileError(f"input {settings.input_name!r} is not in the signature")
@@ -92,14 +92,14 @@ def _image_input(signature: Signature, settings: PreprocessSettings) -> tuple[st
 def infer_profile(signature: Signature, settings: PreprocessSettings) -> PreprocessProfile:
     """The profile for a signature's image input: inferred, then overridden by ``settings``."""
     name, spec = _image_input(signature, settings)
-    if spec.dtype == types_pb2.DT_STRING:  # type: ignore[attr-defined]
+    if spec.dtype == types_pb2.DT_STRING:
         return PreprocessProfile(input_name=name, encoded=True, dtype=types_pb2.DT_STRING)
-    shape = spec.shape  # type: ignore[attr-defined]
+    shape = spec.shape
     if shape is None or len(shape) != 4:
         raise ProfileError(f"input {name!r} has shape {shape}; an image input has rank 4")
     nchw = shape[1] in (1, 3) and shape[3] not in (1, 3)
     height, width, channels = (shape[2], shape[3], shape[1]) if nchw else shape[1:]
-    dtype = spec.dtype  # type: ignore[attr-defined]
+    dtype = spec.dtype
     inferred = PreprocessProfile(
         input_name=name,
         width=max(width, 0),

@@ -107,10 +107,18 @@ def _from_b64(value: Any) -> Any:
     return value
 
 
+def _first_leaf(value: Any) -> Any:
+    while isinstance(value, list) and value:
+        value = value[0]
+    return value
+
+
 def _array(value: Any) -> np.ndarray:
+    """A JSON output (nested lists, ``{"b64": …}`` for binary strings) as an array."""
     decoded = _from_b64(value)
-    has_bytes = "b64" in json.dumps(value)[:200] if isinstance(value, dict | list) else False
-    return np.array(decoded, dtype=object) if has_bytes else np.asarray(decoded)
+    if isinstance(_first_leaf(decoded), bytes):
+        return np.array(decoded, dtype=object)
+    return np.asarray(decoded)
 
 
 class RestUpstream:
