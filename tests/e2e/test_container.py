@@ -49,16 +49,11 @@ def image(tmp_path_factory: pytest.TempPathFactory) -> str:
              "bookworm", str(root), MIRROR],
             check=True, capture_output=True, timeout=600,
         )  # fmt: skip
-        tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
         env = {**os.environ, "CONTAINERS_CONF": str(ROOT / "deploy" / "podman" / "containers.conf")}
-        subprocess.run(
-            ["podman", "import", "-", BASE],
-            stdin=tar.stdout,
-            check=True,
-            capture_output=True,
-            env=env,
-        )
-        tar.wait()
+        with subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE) as tar:
+            subprocess.run(["podman", "import", "-", BASE], stdin=tar.stdout, check=True,
+                           capture_output=True, env=env)  # fmt: skip
+        assert tar.returncode == 0
         shutil.rmtree(root, ignore_errors=True)
     started = time.monotonic()
     podman(
