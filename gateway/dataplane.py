@@ -118,9 +118,10 @@ class DataPlane:
         self.limits = DecodeLimits(config.max_image_pixels, config.allowed_formats)
         self.catalog.reconfigure(config)
         self.metrics.in_flight_limit.set(config.max_in_flight)
+        # New batchers take the new settings; batches already queued in the old ones still go
+        # out (their timers and tasks hold them).
         self.batchers = {
-            m.name: self.batchers.get(m.name)
-            or Batcher(
+            m.name: Batcher(
                 m.name,
                 self.upstream,
                 self.executor,
