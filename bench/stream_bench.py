@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -32,7 +30,7 @@ import grpc
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.gateway_bench import floor_client, photo  # noqa: E402
+from bench.gateway_bench import floor_client, photo, run  # noqa: E402
 from gateway._proto import classify_pb2, classify_pb2_grpc  # noqa: E402
 from tests.conftest import start_gateway, start_test_server  # noqa: E402
 
@@ -41,28 +39,8 @@ WINDOW = 4
 
 def closed_loop(call: Callable[[], None], threads: int, seconds: float) -> tuple[float, float]:
     """(requests/s, p50 ms) of ``threads`` callers calling in a loop."""
-    for _ in range(3):
-        call()
-    latencies: list[float] = []
-    lock = threading.Lock()
-    stop_at = time.perf_counter() + seconds
-
-    def worker() -> None:
-        mine = []
-        while time.perf_counter() < stop_at:
-            began = time.perf_counter()
-            call()
-            mine.append(time.perf_counter() - began)
-        with lock:
-            latencies.extend(mine)
-
-    began = time.perf_counter()
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join()
-    return len(latencies) / (time.perf_counter() - began), statistics.median(latencies) * 1e3
+    result = run(lambda _: call(), b"", threads, seconds)
+    return result["rps"], result["p50"]
 
 
 def stream_fps(target: str, frames: list[bytes], window: int) -> float:

@@ -142,11 +142,7 @@ class HttpFront:
                     code = grpc.StatusCode.INTERNAL
                     return _error(code, f"internal error (request id {incident})", 500)
                 finally:
-                    label = self.metrics.model_label(model) if model else ""
-                    self.metrics.requests.labels(f"http.{method}", label, code.name).inc()
-                    self.metrics.request_seconds.labels(f"http.{method}", label).observe(
-                        time.perf_counter() - start
-                    )
+                    self.metrics.record_request(f"http.{method}", model, code.name, start)
 
             return run
 

@@ -4,6 +4,7 @@ owns (tests make their own). Label values come only from bounded sets: configure
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -139,6 +140,12 @@ class Metrics:
 
     def model_label(self, name: str) -> str:
         return name if name in self.models else UNKNOWN_MODEL
+
+    def record_request(self, method: str, model: str, code: str, started: float) -> None:
+        """Count one finished request and its duration since ``started`` (perf_counter)."""
+        label = self.model_label(model) if model else ""
+        self.requests.labels(method, label, code).inc()
+        self.request_seconds.labels(method, label).observe(time.perf_counter() - started)
 
     def for_model(self, name: str) -> ModelMetrics:
         return self._per_model[self.model_label(name)]

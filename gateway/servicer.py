@@ -116,11 +116,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
             raise
         finally:
             self.metrics.streams_active.dec()
-            label = self.metrics.model_label(model) if model else ""
-            self.metrics.requests.labels("Stream", label, code.name).inc()
-            self.metrics.request_seconds.labels("Stream", label).observe(
-                time.perf_counter() - start
-            )
+            self.metrics.record_request("Stream", model, code.name, start)
         if code != grpc.StatusCode.OK:
             await context.abort(code, message)
 
@@ -164,8 +160,6 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
             log.exception("%s failed (request id %s)", method, incident)
             code, message = grpc.StatusCode.INTERNAL, f"internal error (request id {incident})"
         finally:
-            label = self.metrics.model_label(model) if model else ""
-            self.metrics.requests.labels(method, label, code.name).inc()
-            self.metrics.request_seconds.labels(method, label).observe(time.perf_counter() - start)
+            self.metrics.record_request(method, model, code.name, start)
         await context.abort(code, message)
         raise AssertionError("unreachable: abort raises")
