@@ -38,8 +38,8 @@ sys.path.insert(0, str(ROOT))
 
 from gateway._proto import classify_pb2, classify_pb2_grpc  # noqa: E402
 from gateway._proto.tfserving import predict_pb2  # noqa: E402
-from gateway.tensors import make_tensor_proto  # noqa: E402
-from gateway.upstream import PREDICT  # noqa: E402
+from gateway.tfserving.client import PREDICT  # noqa: E402
+from gateway.tfserving.tensors import make_tensor_proto  # noqa: E402
 from tests.conftest import start_gateway, start_test_server  # noqa: E402
 
 SIZE = 224

@@ -23,10 +23,10 @@ rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps({{"seconds": elapsed, "max_rss_mib": rss}}))
 """
 CLIENTS = {
-    "gateway (gateway.upstream)": (
+    "gateway (gateway.tfserving.client)": (
         "import numpy as np\n"
-        "from gateway.upstream import UpstreamClient, ModelRef\n"
-        "from gateway.tensors import make_tensor_proto\n"
+        "from gateway.tfserving.client import UpstreamClient, ModelRef\n"
+        "from gateway.tfserving.tensors import make_tensor_proto\n"
         "from gateway._proto.tfserving import predict_pb2\n"
         "r = predict_pb2.PredictRequest(); r.inputs['x'].CopyFrom("
         "make_tensor_proto(np.zeros((1, 224, 224, 3), np.float32)))"

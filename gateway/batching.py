@@ -1,8 +1,8 @@
 """Micro-batching: concurrent single-image Predicts for one model (same version and signature)
 merged into one Predict, bounded by a maximum batch size and a maximum wait, then split back.
 
-Only for plans whose batch dimension is free and whose tensors all have one shape
-(``ModelPlan.batchable``); never for batch-1 models such as TF Object Detection API exports.
+Only for signatures whose batch dimension is free and whose tensors all have one shape
+(``SignatureBinding.batchable``); never for batch-1 models such as TF Object Detection API exports.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from gateway.metrics import Metrics
-from gateway.signatures import ModelRef, Prediction
-from gateway.tensors import DataType
-from gateway.upstream import Upstream
+from gateway.tfserving.client import Upstream
+from gateway.tfserving.signatures import ModelRef, Prediction
+from gateway.tfserving.tensors import DataType
 
 
 @dataclass

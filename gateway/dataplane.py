@@ -12,6 +12,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from gateway.batching import Batcher
+from gateway.choices import ModelKind
 from gateway.config import GatewayConfig
 from gateway.decode import DecodeLimits, decode_image
 from gateway.drawing import (
@@ -29,12 +30,12 @@ from gateway.errors import (
     WrongModelKindError,
     for_caller,
 )
-from gateway.labels import Detection, Label, ModelKind, detections, top_k_labels
+from gateway.labels import Detection, Label, detections, top_k_labels
 from gateway.metrics import Metrics
-from gateway.models import ModelCatalog, ModelPlan, ServedModel
+from gateway.models import ModelCatalog, ServedModel, SignatureBinding
 from gateway.pipeline import Preprocessed, preprocess_many
-from gateway.signatures import ModelRef, Prediction
-from gateway.upstream import Upstream
+from gateway.tfserving.client import Upstream
+from gateway.tfserving.signatures import ModelRef, Prediction
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +173,7 @@ class DataPlane:
         )
         return result
 
-    def plans(self, tasks: Sequence[Task]) -> list[tuple[ServedModel, ModelPlan]]:
+    def plans(self, tasks: Sequence[Task]) -> list[tuple[ServedModel, SignatureBinding]]:
         """Resolve every task's model and plan, or fail before any work is done."""
         if not tasks:
             raise InvalidRequestError("at least one model is required")
@@ -183,7 +184,7 @@ class DataPlane:
                 raise ModelNotReadyError(
                     f"model {served.name!r} is not ready: {served.status_message}"
                 )
-            plan = served.plan(task.model.signature_name)
+            plan = served.binding(task.model.signature_name)
             if task.kind is not None and plan.outputs.kind != task.kind:
                 rpc = "Detect" if plan.outputs.kind == ModelKind.DETECTION else "Classify"
                 raise WrongModelKindError(
@@ -197,7 +198,7 @@ class DataPlane:
     ) -> list[InferenceResult]:
         """Every task on one image: one decode, then the models concurrently."""
         start = time.perf_counter()
-        resolved = self.plans(tasks)
+        resolved = self.bindings(tasks)
         if not image:
             raise InvalidRequestError("image is required (the encoded image bytes)")
         for served, _ in resolved:
@@ -223,7 +224,10 @@ class DataPlane:
         )
 
     def _prepare(
-        self, image: bytes, resolved: list[tuple[ServedModel, ModelPlan]], refs: list[ModelRef]
+        self,
+        image: bytes,
+        resolved: list[tuple[ServedModel, SignatureBinding]],
+        refs: list[ModelRef],
     ) -> list[_Prepared]:
         """Worker thread: one decode, each model's tensor, and (unless micro-batched) the whole
         serialised upstream request, so the event loop never touches the tensor's bytes."""
@@ -247,7 +251,7 @@ class DataPlane:
         image: bytes,
         task: Task,
         served: ServedModel,
-        plan: ModelPlan,
+        plan: SignatureBinding,
         ref: ModelRef,
         prep: _Prepared,
         timeout_s: float | None,
@@ -297,7 +301,7 @@ class DataPlane:
         self,
         image: bytes,
         spec: AnnotateSpec,
-        plan: ModelPlan,
+        plan: SignatureBinding,
         outputs: dict[str, list[Label] | list[Detection]],
     ) -> EncodedImage:
         """Worker thread: draw on the original image, decoded again at full size."""
@@ -311,7 +315,7 @@ class DataPlane:
     def _postprocess(
         self,
         served: ServedModel,
-        plan: ModelPlan,
+        plan: SignatureBinding,
         task: Task,
         pre: Preprocessed,
         prediction: Prediction,

@@ -8,32 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 from google.protobuf import text_format
 
-from gateway._proto.tfserving import string_int_label_map_pb2, types_pb2
-from gateway.config import ModelSettings
-from gateway.errors import ProfileError, UpstreamProtocolError
+from gateway._proto.tfserving import string_int_label_map_pb2
+from gateway.errors import UpstreamProtocolError
 from gateway.pipeline import Geometry
-from gateway.signatures import Signature
-
-DETECTION_OUTPUTS = ("detection_boxes", "detection_scores", "detection_classes")
-_FLOATS = (types_pb2.DT_FLOAT, types_pb2.DT_HALF, types_pb2.DT_DOUBLE)
-
-
-class ModelKind(StrEnum):
-    CLASSIFICATION = "classification"
-    DETECTION = "detection"
-
-
-@dataclass(frozen=True, slots=True)
-class OutputPlan:
-    kind: ModelKind
-    scores_output: str = ""  # classification: the [batch, classes] scores
-    output_filter: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,38 +52,6 @@ def load_labels(path: Path) -> dict[int, str]:
         )
         return {item.id: item.display_name or item.name for item in label_map.item}
     return dict(enumerate(text.rstrip("\n").split("\n"))) if text.strip() else {}
-
-
-def plan_outputs(signature: Signature, settings: ModelSettings) -> OutputPlan:
-    """Classification or detection, from the config or from the signature's outputs."""
-    outputs = signature.outputs
-    is_detection = all(name in outputs for name in DETECTION_OUTPUTS)
-    kind = ModelKind(settings.kind) if settings.kind else None
-    if kind == ModelKind.DETECTION or (kind is None and is_detection):
-        if not is_detection:
-            raise ProfileError(
-                f"a detection model needs the outputs {', '.join(DETECTION_OUTPUTS)}"
-            )
-        wanted = [*DETECTION_OUTPUTS, *(["num_detections"] if "num_detections" in outputs else [])]
-        return OutputPlan(ModelKind.DETECTION, output_filter=tuple(wanted))
-    if settings.scores_output:
-        if settings.scores_output not in outputs:
-            raise ProfileError(f"scores_output {settings.scores_output!r} is not an output")
-        return OutputPlan(
-            ModelKind.CLASSIFICATION, settings.scores_output, (settings.scores_output,)
-        )
-    candidates = [
-        name
-        for name, spec in outputs.items()
-        if spec.dtype in _FLOATS and spec.shape is not None and len(spec.shape) == 2
-    ]
-    if len(candidates) != 1:
-        raise ProfileError(
-            "cannot tell which output holds the class scores "
-            f"(float [batch, classes] outputs: {', '.join(sorted(candidates)) or 'none'}): "
-            'set scores_output, or kind = "detection"'
-        )
-    return OutputPlan(ModelKind.CLASSIFICATION, candidates[0], (candidates[0],))
 
 
 def top_k_labels(

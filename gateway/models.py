@@ -1,5 +1,5 @@
 """The models a gateway serves, as it knows them from its config and from TF Serving: label
-files, signatures of the latest version, the plan (profile and outputs) per signature, and
+files, signatures of the latest version, how each signature is fed and read (its binding), and
 readiness, refreshed by polling TF Serving."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from gateway.choices import Color, ResizeMode
 from gateway.config import GatewayConfig, ModelSettings
 from gateway.errors import (
     GatewayError,
@@ -16,28 +17,29 @@ from gateway.errors import (
     ModelNotReadyError,
     ProfileError,
 )
-from gateway.labels import OutputPlan, load_labels, plan_outputs
+from gateway.labels import load_labels
 from gateway.metrics import Metrics
-from gateway.profiles import Color, PreprocessProfile, ResizeMode, infer_profile
-from gateway.signatures import ModelMetadata, ModelRef, TensorSpec, VersionState
-from gateway.tensors import dtype_name
-from gateway.upstream import Upstream
+from gateway.outputs import OutputSelection, select_outputs
+from gateway.profiles import PreprocessProfile, infer_profile
+from gateway.tfserving.client import Upstream
+from gateway.tfserving.signatures import ModelMetadata, ModelRef, TensorSpec, VersionState
+from gateway.tfserving.tensors import dtype_name
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class ModelPlan:
+class SignatureBinding:
     """How one signature of a model is fed and read."""
 
     signature_name: str
     profile: PreprocessProfile
-    outputs: OutputPlan
+    outputs: OutputSelection
     input_spec: TensorSpec
 
     @property
     def batchable(self) -> bool:
-        """Tensors of this plan can be stacked: a free batch dimension and one fixed size."""
+        """Tensors of this binding can be stacked: a free batch dimension and one fixed size."""
         shape = self.input_spec.shape
         fixed_size = self.profile.encoded or self.profile.resize_mode != ResizeMode.NONE
         return shape is not None and len(shape) > 0 and shape[0] == -1 and fixed_size
@@ -48,7 +50,7 @@ class ServedModel:
     settings: ModelSettings
     labels: dict[int, str]
     metadata: ModelMetadata | None = None
-    plans: dict[str, ModelPlan] = field(default_factory=dict)
+    bindings: dict[str, SignatureBinding] = field(default_factory=dict)
     ready: bool = False
     failures: int = 0
     status_message: str = "not checked yet"
@@ -57,23 +59,23 @@ class ServedModel:
     def name(self) -> str:
         return self.settings.name
 
-    def plan(self, signature_name: str = "") -> ModelPlan:
+    def binding(self, signature_name: str = "") -> SignatureBinding:
         name = signature_name or self.settings.signature_name or "serving_default"
-        if name not in self.plans:
+        if name not in self.bindings:
             if self.metadata is None:
                 raise ModelNotReadyError(f"model {self.name!r} is not ready: {self.status_message}")
             signature = self.metadata.signature(name)
             try:
                 profile = infer_profile(signature, self.settings.preprocess)
-                outputs = plan_outputs(signature, self.settings)
+                outputs = select_outputs(signature, self.settings)
                 spec = signature.inputs[profile.input_name]
                 check_profile_fits(profile, spec)
             except ProfileError as error:
                 raise ProfileError(
                     f"model {self.name!r}, signature {name!r}: {error.message}"
                 ) from None
-            self.plans[name] = ModelPlan(name, profile, outputs, spec)
-        return self.plans[name]
+            self.bindings[name] = SignatureBinding(name, profile, outputs, spec)
+        return self.bindings[name]
 
 
 def check_profile_fits(profile: PreprocessProfile, spec: TensorSpec) -> None:
@@ -149,11 +151,11 @@ class ModelCatalog:
                 raise ModelNotReadyError("TF Serving has no AVAILABLE version")
             if served.metadata is None or served.metadata.version != max(available):
                 metadata = await self.upstream.metadata(ModelRef(served.name))
-                served.metadata, served.plans = metadata, {}
+                served.metadata, served.bindings = metadata, {}
                 log.info(
                     "model %s: loaded the signature of version %s", served.name, metadata.version
                 )
-            served.plan()  # the default signature must be usable
+            served.binding()  # the default signature must be usable
         except GatewayError as error:
             served.failures += 1
             served.status_message = error.message

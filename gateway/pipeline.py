@@ -15,16 +15,10 @@ import numpy as np
 from PIL import Image
 
 from gateway._proto.tfserving import types_pb2
+from gateway.choices import Color, Normalization, ResizeMode
 from gateway.decode import DecodedImage, DecodeLimits, ImageHeader, decode_image, read_header
-from gateway.profiles import (
-    CAFFE_MEAN_BGR,
-    FILTERS,
-    Color,
-    Normalization,
-    PreprocessProfile,
-    ResizeMode,
-)
-from gateway.tensors import numpy_dtype
+from gateway.profiles import CAFFE_MEAN_BGR, FILTERS, PreprocessProfile
+from gateway.tfserving.tensors import numpy_dtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +40,7 @@ class Preprocessed:
     preprocess_s: float  # resize, colour, normalise, layout
 
 
-def plan(header: ImageHeader, profile: PreprocessProfile) -> Geometry:
+def input_geometry(header: ImageHeader, profile: PreprocessProfile) -> Geometry:
     """Which rectangle of the original image the model input covers, for each resize mode."""
     w, h = header.width, header.height
     tw, th = profile.width, profile.height
@@ -89,7 +83,7 @@ def resize(decoded: DecodedImage, profile: PreprocessProfile, geometry: Geometry
     image = decoded.image
     if profile.resize_mode == ResizeMode.NONE:
         return image
-    # The decoded image may be smaller than the original (scaled JPEG decode): scale the plan.
+    # The decoded image may be smaller than the original (scaled JPEG decode): scale the geometry.
     sx, sy = image.width / decoded.header.width, image.height / decoded.header.height
     resample = FILTERS[profile.resize_filter]
     size = (profile.width, profile.height)
@@ -159,7 +153,7 @@ def preprocess_many(
     if tensor_profiles:
 
         def min_size(header: ImageHeader) -> tuple[int, int] | None:
-            sizes = [decode_size(header, p, plan(header, p)) for p in tensor_profiles]
+            sizes = [decode_size(header, p, input_geometry(header, p)) for p in tensor_profiles]
             if any(size is None for size in sizes):
                 return None
             return max(s[0] for s in sizes if s), max(s[1] for s in sizes if s)
@@ -185,7 +179,7 @@ def preprocess_many(
             geometry = Geometry(0.0, 0.0, float(header.width), float(header.height))
         else:
             assert decoded is not None
-            geometry = plan(header, profile)
+            geometry = input_geometry(header, profile)
             image = decoded
             if profile.color == Color.GRAYSCALE and decoded.image.mode != "L":
                 image = DecodedImage(header, decoded.image.convert("L"))

@@ -7,38 +7,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 from PIL import Image
 
 from gateway._proto.tfserving import types_pb2
+from gateway.choices import Color, Normalization, ResizeMode
 from gateway.config import PreprocessSettings
 from gateway.errors import ProfileError
-from gateway.signatures import Signature, TensorSpec
-from gateway.tensors import DataType, dtype_name
-
-
-class ResizeMode(StrEnum):
-    NONE = "none"  # keep the image's own size (models that resize inside, e.g. TF OD API)
-    STRETCH = "stretch"
-    LETTERBOX = "letterbox"
-    CENTER_CROP = "center_crop"
-    SHORTER_SIDE_CROP = "shorter_side_crop"
-
-
-class Normalization(StrEnum):
-    RAW = "raw"  # 0..255
-    UNIT = "unit"  # [0, 1]
-    SYMMETRIC = "symmetric"  # [-1, 1]
-    MEAN_STD = "mean_std"  # (x/255 - mean) / std, mean and std in [0, 1] units
-    CAFFE = "caffe"  # x - mean (0..255 units, BGR means by default)
-
-
-class Color(StrEnum):
-    RGB = "rgb"
-    BGR = "bgr"
-    GRAYSCALE = "grayscale"
-
+from gateway.tfserving.signatures import Signature, TensorSpec
+from gateway.tfserving.tensors import DataType, dtype_name
 
 FILTERS = {
     "nearest": Image.Resampling.NEAREST,

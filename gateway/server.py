@@ -22,9 +22,9 @@ from gateway.config import GatewayConfig
 from gateway.dataplane import DataPlane
 from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
-from gateway.rest_upstream import RestUpstream
-from gateway.servicer import ImageGatewayServicer
-from gateway.upstream import Upstream, UpstreamClient, UpstreamOptions
+from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
+from gateway.tfserving.rest import RestUpstream
+from gateway.transport.grpc_service import ImageGatewayServicer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,7 +127,7 @@ class GatewayServer:
         await health_servicer.set(LIVENESS, SERVING)
         await server.start()
         if config.http_port >= 0:
-            from gateway.http import create_app, start_http
+            from gateway.transport.http_api import create_app, start_http
 
             app = create_app(dataplane, lambda: gateway.ready, config.max_message_bytes)
             gateway._http_runner, gateway.http_port = await start_http(

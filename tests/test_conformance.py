@@ -32,8 +32,8 @@ from gateway._proto.tfserving import (
     tensor_pb2,
     types_pb2,
 )
-from gateway.tensors import make_ndarray, make_tensor_proto
-from gateway.upstream import SIGNATURE_DEF_MAP_TYPE
+from gateway.tfserving.client import SIGNATURE_DEF_MAP_TYPE
+from gateway.tfserving.tensors import make_ndarray, make_tensor_proto
 from testserver.predict import encode_output
 
 # (ours, official) for every message the gateway uses.

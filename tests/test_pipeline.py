@@ -11,12 +11,13 @@ import pytest
 from PIL import Image
 
 from gateway._proto.tfserving import types_pb2
+from gateway.choices import Color, Normalization, ResizeMode
 from gateway.config import PreprocessSettings
 from gateway.decode import DecodeLimits, decode_image, read_header
 from gateway.errors import ImageTooLargeError, InvalidImageError, ProfileError
-from gateway.pipeline import Geometry, plan, preprocess
-from gateway.profiles import Color, Normalization, PreprocessProfile, ResizeMode, infer_profile
-from gateway.signatures import Signature, TensorSpec
+from gateway.pipeline import Geometry, input_geometry, preprocess
+from gateway.profiles import PreprocessProfile, infer_profile
+from gateway.tfserving.signatures import Signature, TensorSpec
 from tests import images
 
 LIMITS = DecodeLimits()
@@ -117,7 +118,7 @@ def test_each_resize_mode_covers_a_known_rectangle_of_the_original(mode, expecte
     p = infer_profile(
         signature(types_pb2.DT_FLOAT, (-1, 224, 224, 3)), PreprocessSettings(resize_mode=mode.value)
     )
-    got = plan(header(640, 480), p)
+    got = input_geometry(header(640, 480), p)
     np.testing.assert_allclose(
         [got.x0, got.y0, got.width, got.height],
         [expected.x0, expected.y0, expected.width, expected.height],

@@ -1,5 +1,5 @@
-"""gateway.tensors on inputs a hostile or broken peer could send: every malformed tensor is a
-MalformedTensorError (INVALID_ARGUMENT), never a crash or an unbounded allocation."""
+"""gateway.tfserving.tensors on inputs a hostile or broken peer could send: every malformed
+tensor is a MalformedTensorError (INVALID_ARGUMENT), never a crash or an unbounded allocation."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from gateway._proto.tfserving import tensor_pb2, types_pb2
 from gateway.errors import MalformedTensorError, UnsupportedDtypeError
-from gateway.tensors import MAX_TENSOR_BYTES, make_ndarray, make_tensor_proto
+from gateway.tfserving.tensors import MAX_TENSOR_BYTES, make_ndarray, make_tensor_proto
 
 
 def _proto(dtype: int, shape: list[int], **fields: object) -> tensor_pb2.TensorProto:

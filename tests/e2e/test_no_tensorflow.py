@@ -12,8 +12,8 @@ from tests.conftest import ROOT, ModelServerProcess
 SCRIPT = """
 import asyncio, json, sys
 import numpy as np
-from gateway.signatures import ModelRef
-from gateway.upstream import UpstreamClient, UpstreamOptions
+from gateway.tfserving.signatures import ModelRef
+from gateway.tfserving.client import UpstreamClient, UpstreamOptions
 
 async def main(target):
     async with UpstreamClient(UpstreamOptions(target)) as client:

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gateway.choices import Color, Normalization, ResizeMode
 from gateway.decode import DecodeLimits
 from gateway.pipeline import preprocess
-from gateway.profiles import Color, Normalization, PreprocessProfile, ResizeMode
-from gateway.signatures import ModelRef
-from gateway.upstream import UpstreamClient, UpstreamOptions
+from gateway.profiles import PreprocessProfile
+from gateway.tfserving.client import UpstreamClient, UpstreamOptions
+from gateway.tfserving.signatures import ModelRef
 from tests import images
 from tests.conftest import ModelServerProcess
 

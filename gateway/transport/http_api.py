@@ -29,8 +29,8 @@ from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from gateway import convert
 from gateway._proto import classify_pb2
+from gateway.choices import ModelKind
 from gateway.dataplane import DataPlane, ImageRequest
 from gateway.drawing import AnnotateSpec
 from gateway.errors import (
@@ -39,8 +39,8 @@ from gateway.errors import (
     RequestTooLargeError,
     WrongModelKindError,
 )
-from gateway.labels import ModelKind
-from gateway.signatures import ModelRef
+from gateway.tfserving.signatures import ModelRef
+from gateway.transport import convert
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _NAME = "{name:[^/:]+}"
@@ -164,7 +164,7 @@ class HttpFront:
         name = request.match_info["name"]
         image, options = await _read_image(request, self.max_body_bytes)
         call = _image_request(name, image, {**options, "annotate": "true"}, None)
-        kind = self.dataplane.model(name).plan(call.model.signature_name).outputs.kind
+        kind = self.dataplane.model(name).binding(call.model.signature_name).outputs.kind
         if kind == ModelKind.DETECTION:
             result = await self.dataplane.detect(call)
         else:

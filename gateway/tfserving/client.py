@@ -25,7 +25,7 @@ from gateway._proto.tfserving import (
     tensor_pb2,
 )
 from gateway.errors import UpstreamError, UpstreamProtocolError
-from gateway.signatures import (
+from gateway.tfserving.signatures import (
     DEFAULT_SIGNATURE,
     ModelMetadata,
     ModelRef,
@@ -34,7 +34,7 @@ from gateway.signatures import (
     signature_from_proto,
     version_statuses,
 )
-from gateway.tensors import DataType, fill_tensor_proto, make_ndarray
+from gateway.tfserving.tensors import DataType, fill_tensor_proto, make_ndarray
 
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 GET_MODEL_METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
@@ -120,7 +120,7 @@ def replica_target(target: str) -> str:
 
 class Upstream(Protocol):
     """What the data plane needs from TF Serving, over gRPC (:class:`UpstreamClient`) or REST
-    (:class:`gateway.rest_upstream.RestUpstream`). ``prepare`` is thread-safe and does the heavy
+    (:class:`gateway.tfserving.rest.RestUpstream`). ``prepare`` is thread-safe and does the heavy
     encoding off the event loop; ``send`` runs on it."""
 
     async def metadata(self, model: ModelRef, timeout: float | None = None) -> ModelMetadata: ...

@@ -2,7 +2,7 @@
 ``/v1/models/NAME[/versions/N|/labels/L]`` with ``:predict`` (columnar ``{"inputs": …}``,
 binary as ``{"b64": …}``), ``/metadata`` and status, through aiohttp's client.
 
-It offers what the data plane needs of any upstream (``gateway.upstream.Upstream``). Float
+It offers what the data plane needs of any upstream (``gateway.tfserving.client.Upstream``). Float
 images travel as JSON numbers here, which costs far more than gRPC's raw bytes
 (``bench/upstream_bench.py`` measures it); prefer gRPC wherever it is reachable.
 TF Serving's REST responses do not say which version served: the version reported is the one
@@ -28,7 +28,7 @@ from google.protobuf import json_format
 
 from gateway._proto.tfserving import get_model_metadata_pb2, get_model_status_pb2
 from gateway.errors import UpstreamError, UpstreamProtocolError
-from gateway.signatures import (
+from gateway.tfserving.signatures import (
     DEFAULT_SIGNATURE,
     ModelMetadata,
     ModelRef,
@@ -37,7 +37,7 @@ from gateway.signatures import (
     signature_from_proto,
     version_statuses,
 )
-from gateway.tensors import DataType, numpy_dtype
+from gateway.tfserving.tensors import DataType, numpy_dtype
 
 _GRPC_CODE_FOR_HTTP = {
     400: grpc.StatusCode.INVALID_ARGUMENT,

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from gateway._proto import classify_pb2
+from gateway.choices import ModelKind
 from gateway.dataplane import ImageRequest, InferenceResult, Task, Timings
 from gateway.drawing import AnnotateSpec
 from gateway.errors import GatewayError
-from gateway.labels import Box, ModelKind
+from gateway.labels import Box
 from gateway.models import ServedModel
-from gateway.signatures import ModelRef, TensorSpec
 from gateway.streaming import FrameOut
-from gateway.tensors import dtype_name
+from gateway.tfserving.signatures import ModelRef, TensorSpec
+from gateway.tfserving.tensors import dtype_name
 
 _KINDS = {
     ModelKind.CLASSIFICATION: classify_pb2.MODEL_KIND_CLASSIFICATION,
@@ -134,15 +135,15 @@ def model_info(served: ServedModel) -> classify_pb2.ModelInfo:
     if served.metadata is None:
         return info
     try:
-        plan = served.plan()
+        binding = served.binding()
     except GatewayError as error:
         info.status_message = error.message
         return info
-    signature = served.metadata.signature(plan.signature_name)
-    profile = plan.profile
-    info.kind = _KINDS[plan.outputs.kind]
+    signature = served.metadata.signature(binding.signature_name)
+    profile = binding.profile
+    info.kind = _KINDS[binding.outputs.kind]
     info.version = served.metadata.version or 0
-    info.signature_name = plan.signature_name
+    info.signature_name = binding.signature_name
     info.inputs.extend(_tensor(s) for s in signature.inputs.values())
     info.outputs.extend(_tensor(s) for s in signature.outputs.values())
     info.preprocessing.CopyFrom(

@@ -13,7 +13,7 @@ import numpy as np
 
 from gateway._proto.tfserving import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 from gateway.errors import SignatureNotFoundError
-from gateway.tensors import DataType
+from gateway.tfserving.tensors import DataType
 
 DEFAULT_SIGNATURE = "serving_default"
 

@@ -14,11 +14,11 @@ from typing import TypeVar
 import grpc
 import grpc.aio
 
-from gateway import convert
 from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError, InvalidRequestError
 from gateway.streaming import FrameIn, StreamSettings, process_stream
+from gateway.transport import convert
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
