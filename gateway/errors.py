@@ -42,6 +42,12 @@ class GatewayError(Exception):
         return self.http_status or HTTP_STATUS.get(self.code, HTTPStatus.BAD_GATEWAY)
 
 
+class InternalError(GatewayError):
+    """A bug in the gateway: the caller gets an incident id, never a traceback."""
+
+    code = grpc.StatusCode.INTERNAL
+
+
 class InvalidImageError(GatewayError):
     """Not an image, a disallowed format, or truncated / corrupt data."""
 

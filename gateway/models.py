@@ -8,8 +8,10 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+from google.protobuf import text_format
+
 from gateway.choices import Color, ResizeMode
-from gateway.config import GatewayConfig, ModelSettings
+from gateway.config import ConfigError, GatewayConfig, ModelSettings
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -105,6 +107,15 @@ def check_profile_fits(profile: PreprocessProfile, spec: TensorSpec) -> None:
         )
 
 
+def _labels_of(settings: ModelSettings) -> dict[int, str]:
+    if settings.labels is None:
+        return {}
+    try:
+        return load_labels(settings.labels)
+    except (OSError, ValueError, text_format.ParseError) as error:
+        raise ConfigError(f"models.{settings.name}.labels: {settings.labels}: {error}") from None
+
+
 class ModelCatalog:
     def __init__(self, config: GatewayConfig, upstream: Upstream, metrics: Metrics) -> None:
         self.upstream = upstream
@@ -113,16 +124,22 @@ class ModelCatalog:
         self.reconfigure(config)
 
     def reconfigure(self, config: GatewayConfig) -> None:
-        """Adopt new settings (SIGHUP): limits, models and their label files. A model that stays
-        keeps its TF Serving metadata; calls in flight finish with what they started with."""
+        """Adopt new settings (SIGHUP): models, their label files and profiles, all or nothing:
+        a label file that cannot be read, or a profile that does not fit a model whose
+        signature is known, raises ConfigError and nothing changes. A model that stays keeps
+        its TF Serving metadata; calls in flight finish with what they started with."""
         models = {}
         for settings in config.models:
-            labels = load_labels(settings.labels) if settings.labels else {}
+            served = ServedModel(settings, _labels_of(settings))
             old = self.models.get(settings.name)
-            served = ServedModel(settings, labels)
             if old is not None:
                 served.metadata, served.ready = old.metadata, old.ready
                 served.status_message = old.status_message
+                if served.metadata is not None:
+                    try:
+                        served.binding()
+                    except ProfileError as error:
+                        raise ConfigError(error.message) from None
             models[settings.name] = served
         self.config = config
         self.models = models

@@ -1,25 +1,31 @@
-"""The running gateway: the gRPC server with the ImageGateway servicer, health and reflection,
-the HTTP front, the metrics endpoint, the model status poller, reload and graceful shutdown."""
+"""The running gateway, in named phases (uvicorn's ``Server`` is the model): ``start`` builds the
+upstream and the data plane, then opens the gRPC server, the HTTP front and the metrics
+endpoint and starts the status poller; ``serve`` runs until SIGTERM/SIGINT and reloads on
+SIGHUP; ``stop`` drains. Tests start it with ports 0 and read the bound ports back."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Sequence
+import signal
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 import grpc.aio
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from PIL import Image
 from prometheus_client import CollectorRegistry, start_http_server
 
-from gateway._proto import classify_pb2, classify_pb2_grpc
-from gateway.config import GatewayConfig
+from gateway._proto import classify_pb2_grpc
+from gateway.calls import Calls
+from gateway.config import ConfigError, GatewayConfig
 from gateway.dataplane import DataPlane
+from gateway.health import SERVICE_NAME, Readiness
 from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
 from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
@@ -27,74 +33,85 @@ from gateway.tfserving.rest import RestUpstream
 from gateway.transport.grpc_service import ImageGatewayServicer
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
-SERVICE_NAME = classify_pb2.DESCRIPTOR.services_by_name["ImageGateway"].full_name
-LIVENESS = "liveness"
-SERVING = health_pb2.HealthCheckResponse.SERVING
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# Settings a reload cannot change: they shape listeners, pools and the upstream channel.
+FIXED_AT_START = (
+    "upstream", "host", "port", "metrics_port", "http_port", "decode_threads",
+    "max_message_bytes",
+)  # fmt: skip
 
 
-def model_service_name(model: str) -> str:
-    """The grpc.health.v1 service name that reports one model's readiness."""
-    return f"model/{model}"
+def build_upstream(
+    config: GatewayConfig, credentials: grpc.ChannelCredentials | None = None
+) -> Upstream:
+    """TF Serving's gRPC port, or its REST port when the target is an http(s) URL."""
+    if config.upstream.startswith(("http://", "https://")):
+        return RestUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
+    options = UpstreamOptions(config.upstream, timeout_s=config.upstream_timeout_s)
+    return UpstreamClient(options, credentials)
 
 
 class GatewayServer:
-    """A running gateway: ``await GatewayServer.start(config)``, then ``await stop()``."""
+    """``server = create_server(config)``; ``await server.start()`` … ``await server.stop()``,
+    or ``await server.serve()`` to run until a signal. Bound ports: ``port`` (gRPC),
+    ``http_port`` and ``metrics_port`` (None when off)."""
 
     def __init__(
         self,
         config: GatewayConfig,
-        server: grpc.aio.Server,
-        port: int,
-        dataplane: DataPlane,
-        health_servicer: health.aio.HealthServicer,
-        metrics_port: int | None,
-        metrics_server: Any,
-        executor: ThreadPoolExecutor,
-    ) -> None:
-        self.ready = False
-        self._stopping = False
-        self.http_port: int | None = None
-        self._http_runner: Any = None
-        self.config = config
-        self.server = server
-        self.port = port
-        self.dataplane = dataplane
-        self.health = health_servicer
-        self.metrics_port = metrics_port
-        self._metrics_server = metrics_server
-        self._executor = executor
-        self._poller: asyncio.Task[None] | None = None
-
-    @classmethod
-    async def start(
-        cls,
-        config: GatewayConfig,
         registry: CollectorRegistry | None = None,
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         upstream_credentials: grpc.ChannelCredentials | None = None,
-    ) -> GatewayServer:
+        reload_config: Callable[[], GatewayConfig] | None = None,
+        upstream: Upstream | None = None,
+    ) -> None:
+        self.config = config
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.metrics = Metrics(self.registry, tuple(m.name for m in config.models))
+        self.readiness = Readiness()
+        self.port = 0
+        self.http_port: int | None = None
+        self.metrics_port: int | None = None
+        self._interceptors = interceptors
+        self._upstream_credentials = upstream_credentials
+        self._reload_config = reload_config
+        self._upstream = upstream
+        self._executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
+        self._grpc: grpc.aio.Server | None = None
+        self._http: web.AppRunner | None = None
+        self._metrics_server: Any = None
+        self._poller: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._stop_requested = asyncio.Event()
+
+    @property
+    def ready(self) -> bool:
+        return self.readiness.ready
+
+    # --- start-up, phase by phase ----------------------------------------------------------
+
+    async def start(self) -> None:
+        self._prepare_process()
+        self.upstream = self._upstream or build_upstream(self.config, self._upstream_credentials)
+        self.dataplane = DataPlane(self.config, self.upstream, self.metrics, self._executor)
+        self.calls = Calls(self.metrics, self.config.max_in_flight)
+        await self.readiness.starting()
+        await self._start_grpc()
+        await self._start_http()
+        self._start_metrics()
+        await self._start_poller()
+        log.info("tfs-gateway serving on port %d (upstream %s)", self.port, self.config.upstream)
+
+    def _prepare_process(self) -> None:
         # The gateway enforces its own pixel limit from the header (DecodeLimits); Pillow's
         # global decompression-bomb check would refuse images before the gateway could say why.
         Image.MAX_IMAGE_PIXELS = None
-        keep_heap_top_pad(config.heap_top_pad_bytes)
-        registry = registry if registry is not None else CollectorRegistry()
-        metrics = Metrics(registry, tuple(m.name for m in config.models))
-        upstream: Upstream
-        if config.upstream.startswith(("http://", "https://")):  # TF Serving's REST port
-            upstream = RestUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
-        else:
-            upstream = UpstreamClient(
-                UpstreamOptions(config.upstream, timeout_s=config.upstream_timeout_s),
-                upstream_credentials,
-            )
-        executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
-        dataplane = DataPlane(config, upstream, metrics, executor)
+        keep_heap_top_pad(self.config.heap_top_pad_bytes)
 
+    async def _start_grpc(self) -> None:
+        config = self.config
         server = grpc.aio.server(
-            interceptors=interceptors,
+            interceptors=self._interceptors,
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
@@ -102,67 +119,89 @@ class GatewayServer:
                 ("grpc.max_connection_age_grace_ms", int(config.shutdown_grace_s * 1000)),
             ],
         )
-        classify_pb2_grpc.add_ImageGatewayServicer_to_server(
-            ImageGatewayServicer(dataplane), server
-        )
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        servicer = ImageGatewayServicer(self.dataplane, self.calls)
+        classify_pb2_grpc.add_ImageGatewayServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.readiness.servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        port = server.add_insecure_port(f"{config.host}:{config.port}")
-
-        metrics_server, metrics_port = None, None
-        if config.metrics_port >= 0:
-            metrics_server, _thread = start_http_server(
-                config.metrics_port, addr="0.0.0.0", registry=registry
-            )
-            metrics_port = metrics_server.server_port
-
-        gateway = cls(
-            config, server, port, dataplane, health_servicer, metrics_port, metrics_server, executor
-        )
-        await health_servicer.set("", NOT_SERVING)
-        await health_servicer.set(SERVICE_NAME, NOT_SERVING)
-        await health_servicer.set(LIVENESS, SERVING)
+        self.port = server.add_insecure_port(f"{config.host}:{config.port}")
         await server.start()
-        if config.http_port >= 0:
-            from gateway.transport.http_api import create_app, start_http
+        self._grpc = server
 
-            app = create_app(dataplane, lambda: gateway.ready, config.max_message_bytes)
-            gateway._http_runner, gateway.http_port = await start_http(
-                app, config.host, config.http_port
-            )
-        await gateway.poll_once()
-        gateway._poller = asyncio.create_task(gateway._poll_forever())
-        log.info("tfs-gateway serving on port %d (upstream %s)", port, config.upstream)
-        return gateway
+    async def _start_http(self) -> None:
+        if self.config.http_port < 0:
+            return
+        from gateway.transport.http_api import create_app, start_http
 
-    async def reload(self, config: GatewayConfig) -> None:
-        """Take a re-read config (SIGHUP): models, profiles, labels and limits change at once;
-        listening addresses, the upstream target and pools need a restart."""
-        fixed = ("upstream", "host", "port", "metrics_port", "decode_threads", "max_message_bytes")
-        for name in fixed:
+        app = create_app(
+            self.dataplane, self.calls, lambda: self.ready, self.config.max_message_bytes
+        )
+        self._http, self.http_port = await start_http(app, self.config.host, self.config.http_port)
+
+    def _start_metrics(self) -> None:
+        if self.config.metrics_port < 0:
+            return
+        self._metrics_server, _thread = start_http_server(
+            self.config.metrics_port, addr="0.0.0.0", registry=self.registry
+        )
+        self.metrics_port = self._metrics_server.server_port
+
+    async def _start_poller(self) -> None:
+        await self.poll_once()
+        self._poller = asyncio.create_task(self._poll_forever())
+
+    # --- running -----------------------------------------------------------------------------
+
+    async def serve(self, announce: Callable[[GatewayServer], None] | None = None) -> None:
+        """Start, run until SIGTERM or SIGINT (SIGHUP reloads), then drain and stop."""
+        await self.start()
+        self.install_signal_handlers()
+        if announce is not None:
+            announce(self)
+        await self._stop_requested.wait()
+        log.info("draining calls in flight and stopping")
+        await self.stop()
+
+    def install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, self._reload_in_background)
+
+    def _reload_in_background(self) -> None:
+        task = asyncio.ensure_future(self.reload())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reload(self, config: GatewayConfig | None = None) -> bool:
+        """Take a new config (SIGHUP re-reads it): models, profiles, labels and limits change
+        at once, or, if anything in it is wrong, nothing changes. Listening addresses, the
+        upstream target and pools need a restart. True when the new config was applied."""
+        try:
+            if config is None:
+                if self._reload_config is None:
+                    raise ConfigError("this gateway was started without a config to re-read")
+                config = self._reload_config()
+            self.dataplane.reconfigure(config)
+        except ConfigError as error:
+            log.error("config reload refused, keeping the old config: %s", error)
+            return False
+        for name in FIXED_AT_START:
             if getattr(config, name) != getattr(self.config, name):
                 log.warning("config reload: %s changed; it takes effect at the next restart", name)
-        self.dataplane.reconfigure(config)
-        self.config = dataclasses.replace(config, **{n: getattr(self.config, n) for n in fixed})
+        fixed = {name: getattr(self.config, name) for name in FIXED_AT_START}
+        self.config = dataclasses.replace(config, **fixed)
+        self.calls.admission.limit = config.max_in_flight
+        self.metrics.in_flight_limit.set(config.max_in_flight)
         await self.poll_once()
         log.info("config reloaded: models %s", ", ".join(m.name for m in config.models))
+        return True
 
     async def poll_once(self) -> None:
         """Refresh every model from TF Serving and publish readiness."""
         await self.dataplane.refresh()
-        everything = bool(self.dataplane.models) and all(
-            m.ready for m in self.dataplane.models.values()
-        )
-        for served in self.dataplane.models.values():
-            await self.health.set(
-                model_service_name(served.name), SERVING if served.ready else NOT_SERVING
-            )
-        for service in ("", SERVICE_NAME):
-            await self.health.set(service, SERVING if everything else NOT_SERVING)
-        self.ready = everything and not self._stopping
+        await self.readiness.publish(self.dataplane.models.values())
 
     async def _poll_forever(self) -> None:
         while True:
@@ -172,25 +211,42 @@ class GatewayServer:
             except Exception:
                 log.exception("polling TF Serving for model status failed")
 
+    # --- shutdown ----------------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        self._stop_requested.set()
+
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new calls, let calls in flight finish within ``grace``."""
-        self._stopping, self.ready = True, False
-        await self.health.enter_graceful_shutdown()
+        await self.readiness.stopping()
         if self._poller is not None:
             self._poller.cancel()
         # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
         await asyncio.sleep(self.config.shutdown_delay_s)
         grace = self.config.shutdown_grace_s if grace is None else grace
-        if self._http_runner is not None:
-            await self._http_runner.shutdown()  # stop accepting; calls in flight go on
-        await self.server.stop(grace)
-        if self._http_runner is not None:
-            await self._http_runner.cleanup()
-        await self.dataplane.upstream.close()
+        if self._http is not None:
+            await self._http.shutdown()  # stop accepting; calls in flight go on
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._http is not None:
+            await self._http.cleanup()
+        await self.upstream.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
 
-    async def wait(self) -> None:
-        await self.server.wait_for_termination()
+
+def create_server(
+    config: GatewayConfig,
+    registry: CollectorRegistry | None = None,
+    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    upstream_credentials: grpc.ChannelCredentials | None = None,
+    reload_config: Callable[[], GatewayConfig] | None = None,
+    upstream: Upstream | None = None,
+) -> GatewayServer:
+    """A gateway for ``config``, not yet started (``await server.start()`` or ``serve()``).
+    ``upstream``: talk to this instead of ``config.upstream`` (tests use an in-memory one)."""
+    return GatewayServer(
+        config, registry, interceptors, upstream_credentials, reload_config, upstream
+    )

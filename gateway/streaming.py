@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
-import grpc
-
-from gateway.dataplane import DataPlane, InferenceResult, Task
+from gateway.calls import Calls
+from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError
+from gateway.inference import InferenceResult, Task
 
-log = logging.getLogger(__name__)
+STREAM_FRAME = "StreamFrame"  # the method frames are counted under, beside their "Stream"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +31,13 @@ class FrameIn:
 
 @dataclass(frozen=True, slots=True)
 class FrameOut:
-    """Exactly one per frame: results, a drop, or an error (code and message)."""
+    """Exactly one per frame: results, a drop, or an error."""
 
     frame_id: int
     timestamp_us: int
     results: list[InferenceResult] | None = None
     dropped: bool = False
-    error: tuple[grpc.StatusCode, str] | None = None
+    error: GatewayError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +46,12 @@ class StreamSettings:
     ordered: bool = True
     drop_stale: bool = False
     window: int = 4
+    request_id: str = ""  # the caller's; a frame's incident id is "<request_id>.<frame_id>"
+
+    @property
+    def model(self) -> str:
+        """The model the stream's metrics are counted under: its first task's."""
+        return self.tasks[0].model.name if self.tasks else ""
 
 
 class _Window:
@@ -98,6 +102,7 @@ class _Emitter:
 
 async def process_stream(
     dataplane: DataPlane,
+    calls: Calls,
     frames: AsyncIterator[FrameIn],
     settings: StreamSettings,
     time_remaining: Callable[[], float | None] = lambda: None,
@@ -111,22 +116,12 @@ async def process_stream(
     waiting: list[tuple[int, FrameIn]] = []  # drop-stale: the newest frame not yet started
 
     async def outcome_of(frame: FrameIn) -> FrameOut:
-        try:
-            with dataplane.admitted():
-                results = await dataplane.run(frame.image, settings.tasks, time_remaining())
-            metrics.stream_frames.labels("served").inc()
-            return FrameOut(frame.frame_id, frame.timestamp_us, results=results)
-        except GatewayError as error:
-            metrics.stream_frames.labels("failed").inc()
-            return FrameOut(frame.frame_id, frame.timestamp_us, error=(error.code, error.message))
-        except Exception:
-            incident = uuid.uuid4().hex[:12]
-            log.exception("stream frame %s failed (request id %s)", frame.frame_id, incident)
-            metrics.stream_frames.labels("failed").inc()
-            message = f"internal error (request id {incident})"
-            return FrameOut(
-                frame.frame_id, frame.timestamp_us, error=(grpc.StatusCode.INTERNAL, message)
-            )
+        request_id = f"{settings.request_id}.{frame.frame_id}" if settings.request_id else ""
+        results = None
+        with calls.observe(STREAM_FRAME, settings.model, request_id) as call, calls.admitted():
+            results = await dataplane.run(frame.image, settings.tasks, time_remaining())
+        metrics.stream_frames.labels("failed" if call.error else "served").inc()
+        return FrameOut(frame.frame_id, frame.timestamp_us, results=results, error=call.error)
 
     async def work(seq: int, frame: FrameIn) -> None:
         try:

@@ -351,16 +351,18 @@ class AnalyzeResponse(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., image_size: _Optional[_Union[ImageSize, _Mapping]] = ..., results: _Optional[_Iterable[_Union[ModelResult, _Mapping]]] = ...) -> None: ...
 
 class StreamOptions(_message.Message):
-    __slots__ = ("tasks", "delivery", "drop_policy", "window")
+    __slots__ = ("tasks", "delivery", "drop_policy", "window", "request_id")
     TASKS_FIELD_NUMBER: _ClassVar[int]
     DELIVERY_FIELD_NUMBER: _ClassVar[int]
     DROP_POLICY_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[ModelTask]
     delivery: Delivery
     drop_policy: DropPolicy
     window: int
-    def __init__(self, tasks: _Optional[_Iterable[_Union[ModelTask, _Mapping]]] = ..., delivery: _Optional[_Union[Delivery, str]] = ..., drop_policy: _Optional[_Union[DropPolicy, str]] = ..., window: _Optional[int] = ...) -> None: ...
+    request_id: str
+    def __init__(self, tasks: _Optional[_Iterable[_Union[ModelTask, _Mapping]]] = ..., delivery: _Optional[_Union[Delivery, str]] = ..., drop_policy: _Optional[_Union[DropPolicy, str]] = ..., window: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class Frame(_message.Message):
     __slots__ = ("frame_id", "image", "timestamp_us")

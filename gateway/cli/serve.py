@@ -1,4 +1,5 @@
-"""``tfs-gateway serve``: read the settings and run the gateway until SIGTERM."""
+"""``tfs-gateway serve``: read the settings and run the gateway until SIGTERM (SIGHUP re-reads
+them)."""
 
 from __future__ import annotations
 
@@ -6,73 +7,53 @@ import argparse
 import asyncio
 import dataclasses
 import logging
-import signal
 import sys
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, ModelSettings, load_config
 
 
+def read_config(args: argparse.Namespace) -> GatewayConfig:
+    """The config file, environment and flags, as ``serve``'s arguments name them."""
+    config = load_config(
+        args.config,
+        overrides={
+            "upstream": args.upstream,
+            "host": args.host,
+            "port": args.port,
+            "metrics_port": args.metrics_port,
+            "http_port": args.http_port,
+            "max_in_flight": args.max_in_flight,
+        },
+    )
+    extra = []
+    for spec in args.model or ():
+        name, _, labels = spec.partition("=")
+        extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
+    return dataclasses.replace(config, models=(*config.models, *extra))
+
+
 def serve(args: argparse.Namespace) -> int:
-    from gateway.server import GatewayServer  # the server's imports only where it runs
+    from gateway.server import GatewayServer, create_server  # the server's imports only here
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-
-    def read_config() -> GatewayConfig:
-        config = load_config(
-            args.config,
-            overrides={
-                "upstream": args.upstream,
-                "host": args.host,
-                "port": args.port,
-                "metrics_port": args.metrics_port,
-                "http_port": args.http_port,
-                "max_in_flight": args.max_in_flight,
-            },
-        )
-        extra = []
-        for spec in args.model or ():
-            name, _, labels = spec.partition("=")
-            extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
-        return dataclasses.replace(config, models=(*config.models, *extra))
-
     try:
-        config = read_config()
+        config = read_config(args)
     except ConfigError as error:
         print(f"tfs-gateway: config: {error}", file=sys.stderr)
         return 2
 
-    async def run() -> None:
-        gateway = await GatewayServer.start(config)
+    def announce(gateway: GatewayServer) -> None:
         http = f"http://localhost:{gateway.http_port}/" if gateway.http_port else "off"
         print(
             f"tfs-gateway serving on {config.host}:{gateway.port}, metrics on "
             f":{gateway.metrics_port}, web page and HTTP API on {http}, upstream {config.upstream}",
             flush=True,
         )
-        stopping = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stopping.set)
-        reloads: set[asyncio.Task[None]] = set()
 
-        async def reload() -> None:
-            try:
-                await gateway.reload(read_config())
-            except ConfigError as error:
-                logging.getLogger("gateway").error(
-                    "config reload refused, keeping the old: %s", error
-                )
-
-        def on_sighup() -> None:
-            task = asyncio.ensure_future(reload())
-            reloads.add(task)
-            task.add_done_callback(reloads.discard)
-
-        loop.add_signal_handler(signal.SIGHUP, on_sighup)
-        await stopping.wait()
-        print("tfs-gateway: draining calls in flight and stopping", flush=True)
-        await gateway.stop()
+    async def run() -> None:
+        gateway = create_server(config, reload_config=lambda: read_config(args))
+        await gateway.serve(announce)
 
     asyncio.run(run())
     return 0

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 from gateway._proto import classify_pb2
 from gateway.choices import ModelKind
-from gateway.dataplane import ImageRequest, InferenceResult, Task, Timings
+from gateway.config import GatewayConfig
 from gateway.drawing import AnnotateSpec
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, InvalidRequestError
+from gateway.inference import (
+    Classifications,
+    Detections,
+    ImageRequest,
+    InferenceResult,
+    Task,
+    Timings,
+)
 from gateway.labels import Box
 from gateway.models import ServedModel
-from gateway.streaming import FrameOut
+from gateway.streaming import FrameOut, StreamSettings
 from gateway.tfserving.signatures import ModelRef, TensorSpec
 from gateway.tfserving.tensors import dtype_name
 
@@ -30,20 +38,20 @@ def model_ref(ref: classify_pb2.ModelRef) -> ModelRef:
 
 
 def image_request(
-    request: classify_pb2.ClassifyRequest | classify_pb2.DetectRequest,
-    top_k: int,
-    max_detections: int,
-    timeout_s: float | None,
+    request: classify_pb2.ClassifyRequest | classify_pb2.DetectRequest, timeout_s: float | None
 ) -> ImageRequest:
-    return ImageRequest(
+    if isinstance(request, classify_pb2.ClassifyRequest):
+        top_k, max_detections = request.top_k, 0
+    else:
+        top_k, max_detections = 0, request.max_detections
+    task = Task(
         model=model_ref(request.model),
-        image=request.image,
         top_k=top_k,
         min_score=request.min_score,
         max_detections=max_detections,
-        timeout_s=timeout_s,
         annotate=annotate_spec(request.annotate),
     )
+    return ImageRequest(task, request.image, timeout_s)
 
 
 def _timings(timings: Timings) -> classify_pb2.Timings:
@@ -56,30 +64,32 @@ def _timings(timings: Timings) -> classify_pb2.Timings:
     )
 
 
-def _common(result: InferenceResult) -> dict[str, object]:
-    common: dict[str, object] = {
-        "model": classify_pb2.ServedBy(
-            name=result.model, version=result.version, signature_name=result.signature_name
-        ),
-        "image_size": classify_pb2.ImageSize(
-            width=result.image_size[0], height=result.image_size[1]
-        ),
-        "timings": _timings(result.timings),
-    }
-    if result.annotated is not None:
-        width, height = result.annotated.size
-        common["annotated_image"] = classify_pb2.EncodedImage(
-            data=result.annotated.data,
-            mime_type=result.annotated.mime_type,
-            size=classify_pb2.ImageSize(width=width, height=height),
-        )
-    return common
+def _served_by(result: InferenceResult) -> classify_pb2.ServedBy:
+    return classify_pb2.ServedBy(
+        name=result.model, version=result.version, signature_name=result.signature_name
+    )
+
+
+def _image_size(size: tuple[int, int]) -> classify_pb2.ImageSize:
+    return classify_pb2.ImageSize(width=size[0], height=size[1])
+
+
+def _annotated(result: InferenceResult) -> classify_pb2.EncodedImage | None:
+    if result.annotated is None:
+        return None
+    return classify_pb2.EncodedImage(
+        data=result.annotated.data,
+        mime_type=result.annotated.mime_type,
+        size=_image_size(result.annotated.size),
+    )
 
 
 def _classifications(result: InferenceResult) -> list[classify_pb2.Classification]:
+    if not isinstance(result.outputs, Classifications):
+        return []
     return [
         classify_pb2.Classification(class_id=x.class_id, label=x.label, score=x.score)
-        for x in result.labels
+        for x in result.outputs.labels
     ]
 
 
@@ -87,24 +97,33 @@ def classify_response(request_id: str, result: InferenceResult) -> classify_pb2.
     return classify_pb2.ClassifyResponse(
         request_id=request_id,
         classifications=_classifications(result),
-        **_common(result),  # type: ignore[arg-type]
+        model=_served_by(result),
+        image_size=_image_size(result.image_size),
+        timings=_timings(result.timings),
+        annotated_image=_annotated(result),
     )
 
 
-def _box(box: Box, message: type) -> object:
-    return message(ymin=box.ymin, xmin=box.xmin, ymax=box.ymax, xmax=box.xmax)
+def _normalized_box(box: Box) -> classify_pb2.NormalizedBox:
+    return classify_pb2.NormalizedBox(ymin=box.ymin, xmin=box.xmin, ymax=box.ymax, xmax=box.xmax)
+
+
+def _pixel_box(box: Box) -> classify_pb2.PixelBox:
+    return classify_pb2.PixelBox(ymin=box.ymin, xmin=box.xmin, ymax=box.ymax, xmax=box.xmax)
 
 
 def _detections(result: InferenceResult) -> list[classify_pb2.Detection]:
+    if not isinstance(result.outputs, Detections):
+        return []
     return [
         classify_pb2.Detection(
             class_id=d.class_id,
             label=d.label,
             score=d.score,
-            box=_box(d.box, classify_pb2.NormalizedBox),
-            pixel_box=_box(d.pixel_box, classify_pb2.PixelBox),
+            box=_normalized_box(d.box),
+            pixel_box=_pixel_box(d.pixel_box),
         )
-        for d in result.detections
+        for d in result.outputs.detections
     ]
 
 
@@ -112,7 +131,10 @@ def detect_response(request_id: str, result: InferenceResult) -> classify_pb2.De
     return classify_pb2.DetectResponse(
         request_id=request_id,
         detections=_detections(result),
-        **_common(result),  # type: ignore[arg-type]
+        model=_served_by(result),
+        image_size=_image_size(result.image_size),
+        timings=_timings(result.timings),
+        annotated_image=_annotated(result),
     )
 
 
@@ -181,23 +203,22 @@ def task(message: classify_pb2.ModelTask) -> Task:
 
 
 def model_result(result: InferenceResult) -> classify_pb2.ModelResult:
-    common = _common(result)
-    del common["image_size"]
     return classify_pb2.ModelResult(
         kind=_KINDS[result.kind],
         classifications=_classifications(result),
         detections=_detections(result),
-        **common,  # type: ignore[arg-type]
+        model=_served_by(result),
+        timings=_timings(result.timings),
+        annotated_image=_annotated(result),
     )
 
 
 def analyze_response(
     request_id: str, results: list[InferenceResult]
 ) -> classify_pb2.AnalyzeResponse:
-    width, height = results[0].image_size
     return classify_pb2.AnalyzeResponse(
         request_id=request_id,
-        image_size=classify_pb2.ImageSize(width=width, height=height),
+        image_size=_image_size(results[0].image_size),
         results=[model_result(r) for r in results],
     )
 
@@ -211,20 +232,33 @@ def stream_response(frame: FrameOut) -> classify_pb2.StreamResponse:
             )
         )  # fmt: skip
     if frame.error is not None:
-        code, message = frame.error
         return classify_pb2.StreamResponse(
             error=classify_pb2.FrameError(
-                frame_id=frame.frame_id, timestamp_us=frame.timestamp_us, code=code.name,
-                message=message,
+                frame_id=frame.frame_id, timestamp_us=frame.timestamp_us,
+                code=frame.error.code.name, message=frame.error.message,
             )
         )  # fmt: skip
     results = frame.results or []
-    width, height = results[0].image_size if results else (0, 0)
     return classify_pb2.StreamResponse(
         result=classify_pb2.FrameResult(
             frame_id=frame.frame_id,
             timestamp_us=frame.timestamp_us,
-            image_size=classify_pb2.ImageSize(width=width, height=height),
+            image_size=_image_size(results[0].image_size if results else (0, 0)),
             results=[model_result(r) for r in results],
         )
+    )
+
+
+def stream_settings(options: classify_pb2.StreamOptions, config: GatewayConfig) -> StreamSettings:
+    window = options.window or config.stream_window
+    if window > config.max_stream_window:
+        raise InvalidRequestError(
+            f"window {window} is over the gateway's max_stream_window of {config.max_stream_window}"
+        )
+    return StreamSettings(
+        tasks=[task(t) for t in options.tasks],
+        ordered=options.delivery != classify_pb2.DELIVERY_AS_READY,
+        drop_stale=options.drop_policy == classify_pb2.DROP_POLICY_DROP_STALE,
+        window=window,
+        request_id=options.request_id,
     )

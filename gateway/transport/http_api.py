@@ -16,22 +16,21 @@ APIs cannot drift; errors are ``{"error": {"code", "message"}}`` with the HTTP s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
-import time
-import uuid
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any
 
-import grpc
 from aiohttp import web
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from gateway._proto import classify_pb2
+from gateway.calls import Call, Calls
 from gateway.choices import ModelKind
-from gateway.dataplane import DataPlane, ImageRequest
+from gateway.dataplane import DataPlane
 from gateway.drawing import AnnotateSpec
 from gateway.errors import (
     GatewayError,
@@ -39,10 +38,12 @@ from gateway.errors import (
     RequestTooLargeError,
     WrongModelKindError,
 )
+from gateway.inference import ImageRequest, Task
 from gateway.tfserving.signatures import ModelRef
 from gateway.transport import convert
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CallHandler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
 _NAME = "{name:[^/:]+}"
 
 
@@ -53,8 +54,9 @@ def _json(message: Message, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def _error(code: grpc.StatusCode, message: str, status: int) -> web.Response:
-    return web.json_response({"error": {"code": code.name, "message": message}}, status=status)
+def _error(error: GatewayError) -> web.Response:
+    body = {"error": {"code": error.code.name, "message": error.message}}
+    return web.json_response(body, status=error.http)
 
 
 def _number(options: dict[str, str], name: str, kind: type, default: Any) -> Any:
@@ -95,13 +97,11 @@ def _image_request(
     version = _number(options, "version", int, None)
     label = options.get("label") or None
     annotate = options.get("annotate", "").lower() in ("1", "true", "yes")
-    return ImageRequest(
+    task = Task(
         model=ModelRef(name, version, label, options.get("signature", "")),
-        image=image,
         top_k=_number(options, "top_k", int, 0),
         min_score=_number(options, "min_score", float, 0.0),
         max_detections=_number(options, "max_detections", int, 0),
-        timeout_s=timeout,
         annotate=AnnotateSpec(
             png=options.get("format", "").lower() == "png",
             jpeg_quality=_number(options, "quality", int, 0),
@@ -109,75 +109,63 @@ def _image_request(
         if annotate
         else None,
     )
+    return ImageRequest(task, image, timeout)
 
 
 class HttpFront:
     def __init__(
-        self, dataplane: DataPlane, ready: Callable[[], bool], max_body_bytes: int
+        self, dataplane: DataPlane, calls: Calls, ready: Callable[[], bool], max_body_bytes: int
     ) -> None:
         self.dataplane = dataplane
+        self.calls = calls
         self.max_body_bytes = max_body_bytes
-        self.metrics = dataplane.metrics
         self.ready = ready
 
-    def _observed(self, method: str, admit: bool = True) -> Callable[[Handler], Handler]:
-        """Admission, the error table and metrics, as for gRPC; method label ``http.<RPC>``."""
+    def observed(self, method: str, handler: CallHandler, admit: bool = True) -> Handler:
+        """The handler as one observed call (method label ``http.<RPC>``); its error, if any,
+        answered as ``{"error": {"code", "message"}}`` with the table's HTTP status."""
 
-        def wrap(handler: Handler) -> Handler:
-            async def run(request: web.Request) -> web.StreamResponse:
-                start = time.perf_counter()
-                model = request.match_info.get("name", "")
-                code = grpc.StatusCode.OK
-                try:
-                    if admit:
-                        with self.dataplane.admitted():
-                            return await handler(request)
-                    return await handler(request)
-                except GatewayError as error:
-                    code = error.code
-                    return _error(error.code, error.message, error.http)
-                except Exception:
-                    incident = uuid.uuid4().hex[:12]
-                    request.app.logger.exception("%s failed (request id %s)", method, incident)
-                    code = grpc.StatusCode.INTERNAL
-                    return _error(code, f"internal error (request id {incident})", 500)
-                finally:
-                    self.metrics.record_request(f"http.{method}", model, code.name, start)
+        async def run(request: web.Request) -> web.StreamResponse:
+            model = request.match_info.get("name", "")
+            request_id = request.query.get("request_id", "")
+            admission = self.calls.admitted() if admit else contextlib.nullcontext()
+            with self.calls.observe(f"http.{method}", model, request_id) as call, admission:
+                return await handler(request, call)
+            assert call.error is not None  # the body returned, or its error was kept
+            return _error(call.error)
 
-            return run
+        return run
 
-        return wrap
-
-    async def classify(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+    async def _read_request(self, request: web.Request, call: Call, **extra: str) -> ImageRequest:
         image, options = await _read_image(request, self.max_body_bytes)
-        result = await self.dataplane.classify(_image_request(name, image, options, None))
-        return _json(convert.classify_response(options.get("request_id", ""), result))
+        call.request_id = options.get("request_id", "")
+        return _image_request(request.match_info["name"], image, {**options, **extra}, None)
 
-    async def detect(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        image, options = await _read_image(request, self.max_body_bytes)
-        result = await self.dataplane.detect(_image_request(name, image, options, None))
-        return _json(convert.detect_response(options.get("request_id", ""), result))
+    async def classify(self, request: web.Request, call: Call) -> web.Response:
+        result = await self.dataplane.classify(await self._read_request(request, call))
+        return _json(convert.classify_response(call.request_id, result))
 
-    async def annotate(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
-        image, options = await _read_image(request, self.max_body_bytes)
-        call = _image_request(name, image, {**options, "annotate": "true"}, None)
-        kind = self.dataplane.model(name).binding(call.model.signature_name).outputs.kind
-        if kind == ModelKind.DETECTION:
-            result = await self.dataplane.detect(call)
+    async def detect(self, request: web.Request, call: Call) -> web.Response:
+        result = await self.dataplane.detect(await self._read_request(request, call))
+        return _json(convert.detect_response(call.request_id, result))
+
+    async def annotate(self, request: web.Request, call: Call) -> web.Response:
+        image_request = await self._read_request(request, call, annotate="true")
+        name = image_request.task.model.name
+        binding = self.dataplane.model(name).binding(image_request.task.model.signature_name)
+        if binding.outputs.kind == ModelKind.DETECTION:
+            result = await self.dataplane.detect(image_request)
         else:
-            result = await self.dataplane.classify(call)
+            result = await self.dataplane.classify(image_request)
         if result.annotated is None:  # pragma: no cover - annotate was requested
             raise WrongModelKindError(f"model {name!r} returned no annotated image")
         return web.Response(body=result.annotated.data, content_type=result.annotated.mime_type)
 
-    async def list_models(self, request: web.Request) -> web.Response:
+    async def list_models(self, request: web.Request, call: Call) -> web.Response:
         models = [convert.model_info(m) for m in self.dataplane.models.values()]
         return _json(classify_pb2.ListModelsResponse(models=models))
 
-    async def describe_model(self, request: web.Request) -> web.Response:
+    async def describe_model(self, request: web.Request, call: Call) -> web.Response:
         return _json(convert.model_info(self.dataplane.model(request.match_info["name"])))
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -199,24 +187,23 @@ class HttpFront:
 
 
 def create_app(
-    dataplane: DataPlane, ready: Callable[[], bool], max_body_bytes: int
+    dataplane: DataPlane, calls: Calls, ready: Callable[[], bool], max_body_bytes: int
 ) -> web.Application:
-    front = HttpFront(dataplane, ready, max_body_bytes)
+    front = HttpFront(dataplane, calls, ready, max_body_bytes)
     app = web.Application(client_max_size=max_body_bytes)
-    observed = front._observed
+    observed = front.observed
+    model = f"/v1/models/{_NAME}"
     app.add_routes(
         [
             web.get("/", front.page),
             web.get("/openapi.json", front.openapi),
             web.get("/healthz", front.healthz),
             web.get("/readyz", front.readyz),
-            web.get("/v1/models", observed("ListModels", admit=False)(front.list_models)),
-            web.get(
-                f"/v1/models/{_NAME}", observed("DescribeModel", admit=False)(front.describe_model)
-            ),
-            web.post(f"/v1/models/{_NAME}:classify", observed("Classify")(front.classify)),
-            web.post(f"/v1/models/{_NAME}:detect", observed("Detect")(front.detect)),
-            web.post(f"/v1/models/{_NAME}:annotate", observed("Annotate")(front.annotate)),
+            web.get("/v1/models", observed("ListModels", front.list_models, admit=False)),
+            web.get(model, observed("DescribeModel", front.describe_model, admit=False)),
+            web.post(f"{model}:classify", observed("Classify", front.classify)),
+            web.post(f"{model}:detect", observed("Detect", front.detect)),
+            web.post(f"{model}:annotate", observed("Annotate", front.annotate)),
         ]
     )
     return app

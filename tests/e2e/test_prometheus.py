@@ -173,6 +173,7 @@ def test_request_counters_equal_the_calls_made(scraped) -> None:
         ("Classify", "_unknown", "NOT_FOUND"): 1,
         ("Classify", "colors", "NOT_FOUND"): 1,
         ("Stream", "colors", "OK"): 1,
+        ("StreamFrame", "colors", "OK"): 4,  # each frame is a call of its own
     }
     frames = {
         s["metric"]["outcome"]: float(s["value"][1])

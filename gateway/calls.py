@@ -1,0 +1,109 @@
+"""The one way a call is observed, whatever carried it (gRPC unary, a stream, one stream frame,
+HTTP): admission, the error table, incident ids, logging and request metrics.
+
+Every transport wraps its work in ``with calls.observe(...) as call:`` (inference adds
+``, calls.admitted()`` to hold an in-flight place) and afterwards answers ``call.error`` if
+there is one; no transport catches exceptions or records metrics itself. A cross-cutting
+concern (auth, tracing, access log) is added here, once, for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import grpc
+
+from gateway.errors import GatewayError, InternalError, OverloadedError
+from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Admission:
+    """The in-flight limit: a call holds a place while it runs, or is shed at once."""
+
+    def __init__(self, metrics: Metrics, limit: int) -> None:
+        self.metrics = metrics
+        self.in_flight = 0
+        self.limit = limit
+        metrics.in_flight_limit.set(limit)
+
+    @contextlib.contextmanager
+    def place(self) -> Iterator[None]:
+        if self.in_flight >= self.limit:
+            raise OverloadedError(f"the gateway is at its limit of {self.limit} requests in flight")
+        self.in_flight += 1
+        self.metrics.in_flight.inc()
+        try:
+            yield
+        finally:
+            self.in_flight -= 1
+            self.metrics.in_flight.dec()
+
+
+@dataclass(slots=True)
+class Call:
+    """One call as observed: what it was for and how it ended. Transports may fill in
+    ``model`` and ``request_id`` once they have read them (HTTP reads them from the body)."""
+
+    method: str
+    model: str = ""
+    request_id: str = ""
+    started: float = field(default_factory=time.perf_counter)
+    error: GatewayError | None = None
+    cancelled: bool = False
+
+    @property
+    def code(self) -> grpc.StatusCode:
+        if self.cancelled:
+            return grpc.StatusCode.CANCELLED
+        return grpc.StatusCode.OK if self.error is None else self.error.code
+
+
+class Calls:
+    def __init__(self, metrics: Metrics, max_in_flight: int) -> None:
+        self.metrics = metrics
+        self.admission = Admission(metrics, max_in_flight)
+
+    def admitted(self) -> contextlib.AbstractContextManager[None]:
+        """Hold an in-flight place for the body, or raise OverloadedError (inside ``observe``,
+        which answers it like any other error)."""
+        return self.admission.place()
+
+    @contextlib.contextmanager
+    def observe(
+        self,
+        method: str,
+        model: str = "",
+        request_id: str = "",
+        stream: bool = False,
+    ) -> Iterator[Call]:
+        """Run the body as one call. A GatewayError, or any other exception (a bug: logged
+        with an incident id, answered as INTERNAL without a traceback), ends up in
+        ``call.error`` and is not raised; cancellation (the caller left, or shutdown) is
+        recorded as CANCELLED and propagates. ``stream``: count the call among the open
+        streams while it lasts."""
+        call = Call(method, model, request_id)
+        if stream:
+            self.metrics.streams_active.inc()
+        try:
+            yield call
+        except GatewayError as error:
+            call.error = error
+        except (asyncio.CancelledError, GeneratorExit):
+            call.cancelled = True
+            raise
+        except Exception:
+            incident = call.request_id or uuid.uuid4().hex[:12]
+            log.exception("%s failed (request id %s)", method, incident)
+            call.error = InternalError(f"internal error (request id {incident})")
+        finally:
+            if stream:
+                self.metrics.streams_active.dec()
+            self.metrics.record_request(call.method, call.model, call.code.name, call.started)
