@@ -79,6 +79,8 @@ class RetryPolicy:
         return self.tokens > self.max_tokens / 2
 
     def backoff(self, attempt: int) -> float:
+        """The pause before retry number ``attempt + 1``: the first waits up to the initial
+        backoff, as in gRPC's retry design (A6)."""
         return random.uniform(0, min(self.max_backoff_s, self.initial_backoff_s * 2**attempt))
 
 
@@ -146,8 +148,8 @@ class RestUpstream:
                 return await self._once(method, path, body, deadline)
             except UpstreamError as error:
                 retry = error.code == grpc.StatusCode.UNAVAILABLE and self.retry.failed()
-                attempt += 1
                 pause = self.retry.backoff(attempt)
+                attempt += 1
                 if (
                     not retry
                     or attempt >= self.retry.attempts
