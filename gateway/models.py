@@ -141,6 +141,8 @@ class ModelCatalog:
                     except ProfileError as error:
                         raise ConfigError(error.message) from None
             models[settings.name] = served
+        for name in set(self.models) - set(models):
+            self.metrics.model_ready.remove(name)
         self.config = config
         self.models = models
         self.metrics.add_models(tuple(models))
