@@ -224,7 +224,8 @@ def _dual_stack_socket(port: int) -> socket.socket:
 
 
 async def start_http(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    runner = web.AppRunner(app, access_log=None)
+    # A caller that hangs up cancels its work (decode, the Predict), as a gRPC cancel does.
+    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     bare = host.strip("[]")
     if bare in ("", "::", "0.0.0.0"):
