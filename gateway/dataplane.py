@@ -198,7 +198,7 @@ class DataPlane:
     ) -> list[InferenceResult]:
         """Every task on one image: one decode, then the models concurrently."""
         start = time.perf_counter()
-        resolved = self.bindings(tasks)
+        resolved = self.plans(tasks)
         if not image:
             raise InvalidRequestError("image is required (the encoded image bytes)")
         for served, _ in resolved:
