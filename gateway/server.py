@@ -23,7 +23,7 @@ from gateway.dataplane import DataPlane
 from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
 from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
-from gateway.tfserving.rest import RestUpstream
+from gateway.tfserving.rest import RestUpstream, RetryPolicy
 from gateway.transport.grpc_service import ImageGatewayServicer
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,30 @@ SERVICE_NAME = classify_pb2.DESCRIPTOR.services_by_name["ImageGateway"].full_nam
 LIVENESS = "liveness"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+def build_upstream(
+    config: GatewayConfig, credentials: grpc.ChannelCredentials | None = None
+) -> Upstream:
+    """The TF Serving client the config names: REST for an http(s) URL, else gRPC, with the
+    config's deadline, keepalive and UNAVAILABLE retry policy (the same numbers for both)."""
+    if config.upstream.startswith(("http://", "https://")):  # TF Serving's REST port
+        retry = RetryPolicy(
+            attempts=config.upstream_retry_attempts,
+            initial_backoff_s=config.upstream_retry_initial_backoff_ms / 1000,
+            max_backoff_s=config.upstream_retry_max_backoff_ms / 1000,
+        )
+        return RestUpstream(config.upstream, timeout_s=config.upstream_timeout_s, retry=retry)
+    options = UpstreamOptions(
+        config.upstream,
+        timeout_s=config.upstream_timeout_s,
+        keepalive_time_ms=config.upstream_keepalive_time_ms,
+        keepalive_timeout_ms=config.upstream_keepalive_timeout_ms,
+        retry_attempts=config.upstream_retry_attempts,
+        retry_initial_backoff_ms=config.upstream_retry_initial_backoff_ms,
+        retry_max_backoff_ms=config.upstream_retry_max_backoff_ms,
+    )
+    return UpstreamClient(options, credentials)
 
 
 def model_service_name(model: str) -> str:
@@ -82,14 +106,7 @@ class GatewayServer:
         keep_heap_top_pad(config.heap_top_pad_bytes)
         registry = registry if registry is not None else CollectorRegistry()
         metrics = Metrics(registry, tuple(m.name for m in config.models))
-        upstream: Upstream
-        if config.upstream.startswith(("http://", "https://")):  # TF Serving's REST port
-            upstream = RestUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
-        else:
-            upstream = UpstreamClient(
-                UpstreamOptions(config.upstream, timeout_s=config.upstream_timeout_s),
-                upstream_credentials,
-            )
+        upstream = build_upstream(config, upstream_credentials)
         executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
         dataplane = DataPlane(config, upstream, metrics, executor)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import signal
 import sys
@@ -19,7 +18,11 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
     def read_config() -> GatewayConfig:
-        config = load_config(
+        extra = []
+        for spec in args.model or ():
+            name, _, labels = spec.partition("=")
+            extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
+        return load_config(
             args.config,
             overrides={
                 "upstream": args.upstream,
@@ -29,12 +32,8 @@ def serve(args: argparse.Namespace) -> int:
                 "http_port": args.http_port,
                 "max_in_flight": args.max_in_flight,
             },
+            extra_models=extra,
         )
-        extra = []
-        for spec in args.model or ():
-            name, _, labels = spec.partition("=")
-            extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
-        return dataclasses.replace(config, models=(*config.models, *extra))
 
     try:
         config = read_config()
