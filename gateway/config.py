@@ -14,6 +14,9 @@ A config file looks like::
     resize_mode = "letterbox"
 
 Every top-level setting can also come from ``TFS_GATEWAY_<NAME>`` (``TFS_GATEWAY_UPSTREAM`` ...).
+Everything is checked here, before a server (or a reload) uses any of it: enumerated settings
+become enums, numbers are range-checked and label files are read; an error names where the bad
+value came from (file, environment variable or flag) and the key.
 """
 
 from __future__ import annotations
@@ -21,18 +24,28 @@ from __future__ import annotations
 import dataclasses
 import os
 import tomllib
-import types
-import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from google.protobuf import text_format
+
+from gateway.choices import (
+    Color,
+    InputDType,
+    Layout,
+    ModelKind,
+    Normalization,
+    ResizeFilter,
+    ResizeMode,
+)
+from gateway.labels import load_labels
+from gateway.settings_loader import ConfigError as ConfigError  # re-exported: callers' import
+from gateway.settings_loader import build, shown
+
 ENV_PREFIX = "TFS_GATEWAY_"
-
-
-class ConfigError(ValueError):
-    """A setting that is missing, misspelt or of the wrong type; the message names it."""
+Place = Callable[[str], str]  # a setting's key → where it came from, for error messages
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +55,17 @@ class PreprocessSettings:
     input_name: str | None = None
     width: int | None = None
     height: int | None = None
-    resize_mode: str | None = None
-    resize_filter: str | None = None
+    resize_mode: ResizeMode | None = None
+    resize_filter: ResizeFilter | None = None
     shorter_side: int | None = None
     pad_value: int | None = None
-    color: str | None = None
+    color: Color | None = None
     background: tuple[int, int, int] | None = None
-    normalization: str | None = None
+    normalization: Normalization | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
-    dtype: str | None = None
-    layout: str | None = None
+    dtype: InputDType | None = None
+    layout: Layout | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +75,7 @@ class ModelSettings:
     name: str
     labels: Path | None = None
     signature_name: str = ""
-    kind: str | None = None  # "classification" | "detection"; None: infer from the outputs
+    kind: ModelKind | None = None  # None: infer from the outputs
     scores_output: str | None = None
     logits: bool = False  # True: apply softmax to the scores output
     label_offset: int = 0  # added to an output index to get the label id
@@ -89,6 +102,11 @@ class GatewayConfig:
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
     decode_threads: int = max(os.cpu_count() or 1, 1)
     upstream_timeout_s: float = 30.0
+    upstream_keepalive_time_ms: int = 30_000  # gRPC pings an idle upstream connection this often
+    upstream_keepalive_timeout_ms: int = 10_000  # and drops it when a ping is unanswered this long
+    upstream_retry_attempts: int = 3  # UNAVAILABLE is retried (gRPC and REST); 1: no retries
+    upstream_retry_initial_backoff_ms: int = 20  # doubling per attempt, randomised
+    upstream_retry_max_backoff_ms: int = 500
     status_poll_s: float = 10.0
     unready_after_failures: int = 3
     shutdown_grace_s: float = 10.0  # how long calls in flight may take to finish
@@ -100,65 +118,80 @@ class GatewayConfig:
         return next((m for m in self.models if m.name == name), None)
 
 
-def _coerce(value: Any, annotation: Any, where: str) -> Any:
-    """Turn a TOML / env value into the annotated type, or say which setting is wrong."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is types.UnionType or origin is typing.Union:
-        if value is None:
-            return None
-        return _coerce(value, next(a for a in args if a is not type(None)), where)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [item.strip() for item in value.split(",") if item.strip()]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        item_type = args[0]
-        return tuple(_coerce(item, item_type, where) for item in value)
+Rule = tuple[str, Callable[[Any], bool], str]  # key, test, what the value must be
+
+
+def _port(low: int) -> Callable[[int], bool]:
+    return lambda v: low <= v <= 65535
+
+
+_GATEWAY_RULES: tuple[Rule, ...] = (
+    ("port", _port(0), "in 0..65535 (0: any free port)"),
+    ("metrics_port", _port(-1), "in -1..65535 (-1: off, 0: any free port)"),
+    ("http_port", _port(-1), "in -1..65535 (-1: off, 0: any free port)"),
+    ("max_in_flight", lambda v: v >= 1, "at least 1"),
+    ("max_message_bytes", lambda v: v >= 1, "at least 1"),
+    ("max_image_pixels", lambda v: v >= 1, "at least 1"),
+    ("stream_window", lambda v: v >= 1, "at least 1"),
+    ("decode_threads", lambda v: v >= 1, "at least 1"),
+    ("upstream_timeout_s", lambda v: v > 0, "above 0"),
+    ("upstream_keepalive_time_ms", lambda v: v >= 1, "at least 1"),
+    ("upstream_keepalive_timeout_ms", lambda v: v >= 1, "at least 1"),
+    # gRPC caps a retry policy's maxAttempts at 5; the REST upstream keeps to the same.
+    ("upstream_retry_attempts", lambda v: 1 <= v <= 5, "in 1..5 (1: no retries)"),
+    ("upstream_retry_initial_backoff_ms", lambda v: v >= 1, "at least 1"),
+    ("status_poll_s", lambda v: v > 0, "above 0"),
+    ("unready_after_failures", lambda v: v >= 1, "at least 1"),
+    ("shutdown_grace_s", lambda v: v >= 0, "at least 0"),
+    ("shutdown_delay_s", lambda v: v >= 0, "at least 0"),
+    ("heap_top_pad_bytes", lambda v: v >= 0, "at least 0"),
+)
+_MODEL_RULES: tuple[Rule, ...] = (
+    ("top_k", lambda v: v >= 1, "at least 1"),
+    ("max_detections", lambda v: v >= 1, "at least 1"),
+    ("min_score", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("batch_max_size", lambda v: v >= 0, "at least 0"),
+    ("batch_max_wait_ms", lambda v: v >= 0, "at least 0"),
+)
+_PREPROCESS_RULES: tuple[Rule, ...] = (  # only for values that are set
+    ("width", lambda v: v > 0, "above 0"),
+    ("height", lambda v: v > 0, "above 0"),
+    ("shorter_side", lambda v: v > 0, "above 0"),
+    ("pad_value", lambda v: 0 <= v <= 255, "in 0..255"),
+    ("background", lambda v: len(v) == 3 and all(0 <= c <= 255 for c in v), "3 values in 0..255"),
+    ("std", lambda v: all(s > 0 for s in v), "above 0, every value"),
+)
+
+
+def _check(settings: object, rules: Iterable[Rule], place: Place) -> None:
+    for key, test, rule in rules:
+        value = getattr(settings, key)
+        if value is not None and not test(value):
+            raise ConfigError(f"{place(key)}: must be {rule}, not {shown(value)}")
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        if annotation is bool:
-            if isinstance(value, str):
-                if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return value.lower() in ("true", "1", "yes")
-            if not isinstance(value, bool):
-                raise ValueError(value)
-            return value
-        if annotation is Path:
-            return Path(value)
-        if annotation in (int, float, str):
-            if annotation is not str and isinstance(value, bool):
-                raise ValueError(value)
-            if annotation is int and isinstance(value, float):
-                raise ValueError(value)
-            return annotation(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}") from None
-    raise ConfigError(f"{where}: unsupported setting type {annotation}")
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read it: {error.strerror}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
 
 
-def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown setting {unknown[0]!r} (known: {', '.join(sorted(known))})"
-        )
-    return cls(
-        **{k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
-    )
-
-
-def _model(name: str, table: Mapping[str, Any], base: Path) -> ModelSettings:
+def _model(name: str, table: object, source: str, base: Path) -> ModelSettings:
     if not isinstance(table, Mapping):
-        raise ConfigError(f"models.{name}: expected a table")
+        raise ConfigError(f"{source}: models.{name}: expected a table")
     values = dict(table)
     preprocess = values.pop("preprocess", {})
-    settings = _build(ModelSettings, {"name": name, **values}, f"models.{name}")
+    if not isinstance(preprocess, Mapping):
+        raise ConfigError(f"{source}: models.{name}.preprocess: expected a table")
+    settings = build(
+        ModelSettings, {"name": name, **values}, lambda k: f"{source}: models.{name}.{k}"
+    )
     if settings.labels is not None and not settings.labels.is_absolute():
         settings = dataclasses.replace(settings, labels=base / settings.labels)
-    pre = _build(PreprocessSettings, preprocess, f"models.{name}.preprocess")
+    pre = build(PreprocessSettings, preprocess, lambda k: f"{source}: models.{name}.preprocess.{k}")
     return dataclasses.replace(settings, preprocess=pre)
 
 
@@ -166,38 +199,77 @@ def load_config(
     path: Path | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    extra_models: Sequence[ModelSettings] = (),
 ) -> GatewayConfig:
-    """File, then ``TFS_GATEWAY_*`` variables, then explicit overrides (flags); None values skip."""
+    """File, then ``TFS_GATEWAY_*`` variables, then explicit overrides (flags, None values skip),
+    plus ``extra_models`` (``--model`` flags); all of it validated, label files included."""
     values: dict[str, Any] = {}
-    models: tuple[ModelSettings, ...] = ()
+    places: dict[str, str] = {}
+    models: list[tuple[ModelSettings, str]] = []
     if path is not None:
-        try:
-            data = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise ConfigError(f"config file {path}: {error}") from None
-        model_tables = data.pop("models", {})
-        models = tuple(_model(n, t, path.parent) for n, t in model_tables.items())
+        data = _read_toml(path)
+        tables = data.pop("models", {})
+        if not isinstance(tables, Mapping):
+            raise ConfigError(f"{path}: models: expected a table of models")
+        models += [(_model(n, t, str(path), path.parent), str(path)) for n, t in tables.items()]
         values.update(data)
+        places.update({k: f"{path}: {k}" for k in data})
     environment = os.environ if env is None else env
     for f in dataclasses.fields(GatewayConfig):
         if f.name != "models" and (raw := environment.get(ENV_PREFIX + f.name.upper())):
             values[f.name] = raw
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    config = _build(GatewayConfig, values, "")
-    config = dataclasses.replace(config, models=models)
-    _validate(config)
+            places[f.name] = ENV_PREFIX + f.name.upper()
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            places[key] = "--" + key.replace("_", "-")
+    models += [(m, "--model") for m in extra_models]
+
+    def place(key: str) -> str:
+        return places.get(key, key)
+
+    config = build(GatewayConfig, values, place)
+    config = dataclasses.replace(config, models=tuple(m for m, _ in models))
+    _validate(config, place)
+    sources: dict[str, str] = {}
+    for model, source in models:
+        if model.name in sources:
+            raise ConfigError(
+                f"{source}: models.{model.name}: configured twice (also in {sources[model.name]})"
+            )
+        sources[model.name] = source
+        _validate_model(model, source)
     return config
 
 
-def _validate(config: GatewayConfig) -> None:
-    if config.max_in_flight < 1:
-        raise ConfigError("max_in_flight: must be at least 1")
-    if config.max_image_pixels < 1:
-        raise ConfigError("max_image_pixels: must be at least 1")
-    for model in config.models:
-        if model.labels is not None and not model.labels.is_file():
-            raise ConfigError(f"models.{model.name}.labels: no such file {model.labels}")
-        if model.kind not in (None, "classification", "detection"):
+def _validate(config: GatewayConfig, place: Place) -> None:
+    _check(config, _GATEWAY_RULES, place)
+    if config.max_stream_window < config.stream_window:
+        raise ConfigError(
+            f"{place('max_stream_window')}: must be at least stream_window "
+            f"({config.stream_window}), not {config.max_stream_window}"
+        )
+    if config.upstream_retry_max_backoff_ms < config.upstream_retry_initial_backoff_ms:
+        raise ConfigError(
+            f"{place('upstream_retry_max_backoff_ms')}: must be at least "
+            f"upstream_retry_initial_backoff_ms ({config.upstream_retry_initial_backoff_ms}), "
+            f"not {config.upstream_retry_max_backoff_ms}"
+        )
+
+
+def _validate_model(model: ModelSettings, source: str) -> None:
+    where = f"{source}: models.{model.name}"
+    _check(model, _MODEL_RULES, lambda k: f"{where}.{k}")
+    _check(model.preprocess, _PREPROCESS_RULES, lambda k: f"{where}.preprocess.{k}")
+    if model.labels is not None:
+        # Read now, so a reload with a broken label file is refused before anything changes.
+        try:
+            load_labels(model.labels)
+        except OSError as error:
             raise ConfigError(
-                f"models.{model.name}.kind: classification or detection, not {model.kind!r}"
-            )
+                f"{where}.labels: cannot read {model.labels}: {error.strerror}"
+            ) from None
+        except (ValueError, text_format.ParseError) as error:
+            raise ConfigError(
+                f"{where}.labels: {model.labels} is not a label file: {error}"
+            ) from None

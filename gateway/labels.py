@@ -9,13 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from google.protobuf import text_format
 
 from gateway._proto.tfserving import string_int_label_map_pb2
 from gateway.errors import UpstreamProtocolError
-from gateway.pipeline import Geometry
+
+if TYPE_CHECKING:  # config reads label files at load; pipeline imports config
+    from gateway.pipeline import Geometry
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,8 +26,7 @@ def select_outputs(signature: Signature, settings: ModelSettings) -> OutputSelec
     """Classification or detection, from the config or from the signature's outputs."""
     outputs = signature.outputs
     is_detection = all(name in outputs for name in DETECTION_OUTPUTS)
-    kind = ModelKind(settings.kind) if settings.kind else None
-    if kind == ModelKind.DETECTION or (kind is None and is_detection):
+    if settings.kind == ModelKind.DETECTION or (settings.kind is None and is_detection):
         if not is_detection:
             raise ProfileError(
                 f"a detection model needs the outputs {', '.join(DETECTION_OUTPUTS)}"

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from gateway._proto.tfserving import types_pb2
-from gateway.choices import Color, Normalization, ResizeMode
+from gateway.choices import Color, Layout, Normalization, ResizeMode
 from gateway.decode import DecodedImage, DecodeLimits, ImageHeader, decode_image, read_header
 from gateway.profiles import CAFFE_MEAN_BGR, FILTERS, PreprocessProfile
 from gateway.tfserving.tensors import numpy_dtype
@@ -129,7 +129,7 @@ def to_tensor(image: Image.Image, profile: PreprocessProfile) -> np.ndarray:
         elif norm == Normalization.CAFFE:
             array -= np.asarray(profile.mean or CAFFE_MEAN_BGR, np.float32)
         array = array.astype(numpy_dtype(profile.dtype), copy=False)
-    if profile.layout == "NCHW":
+    if profile.layout == Layout.NCHW:
         array = array.transpose(2, 0, 1)
     return np.ascontiguousarray(array[None])
 

@@ -7,32 +7,31 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 from PIL import Image
 
 from gateway._proto.tfserving import types_pb2
-from gateway.choices import Color, Normalization, ResizeMode
+from gateway.choices import Color, InputDType, Layout, Normalization, ResizeFilter, ResizeMode
 from gateway.config import PreprocessSettings
 from gateway.errors import ProfileError
 from gateway.tfserving.signatures import Signature, TensorSpec
 from gateway.tfserving.tensors import DataType, dtype_name
 
-FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "bilinear": Image.Resampling.BILINEAR,
-    "bicubic": Image.Resampling.BICUBIC,
-    "lanczos": Image.Resampling.LANCZOS,
-    "box": Image.Resampling.BOX,
-    "hamming": Image.Resampling.HAMMING,
+FILTERS: dict[ResizeFilter, Image.Resampling] = {
+    ResizeFilter.NEAREST: Image.Resampling.NEAREST,
+    ResizeFilter.BILINEAR: Image.Resampling.BILINEAR,
+    ResizeFilter.BICUBIC: Image.Resampling.BICUBIC,
+    ResizeFilter.LANCZOS: Image.Resampling.LANCZOS,
+    ResizeFilter.BOX: Image.Resampling.BOX,
+    ResizeFilter.HAMMING: Image.Resampling.HAMMING,
 }
+T = TypeVar("T")
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
-_TENSOR_DTYPES = {
-    "uint8": types_pb2.DT_UINT8,
-    "float32": types_pb2.DT_FLOAT,
-    "float16": types_pb2.DT_HALF,
-    "DT_UINT8": types_pb2.DT_UINT8,
-    "DT_FLOAT": types_pb2.DT_FLOAT,
-    "DT_HALF": types_pb2.DT_HALF,
+_TENSOR_DTYPES: dict[InputDType, DataType] = {
+    InputDType.UINT8: types_pb2.DT_UINT8,
+    InputDType.FLOAT32: types_pb2.DT_FLOAT,
+    InputDType.FLOAT16: types_pb2.DT_HALF,
 }
 
 
@@ -43,7 +42,7 @@ class PreprocessProfile:
     width: int = 0  # 0 with ResizeMode.NONE: the image's own size
     height: int = 0
     resize_mode: ResizeMode = ResizeMode.STRETCH
-    resize_filter: str = "bilinear"
+    resize_filter: ResizeFilter = ResizeFilter.BILINEAR
     shorter_side: int = 0
     pad_value: int = 0
     color: Color = Color.RGB
@@ -52,7 +51,7 @@ class PreprocessProfile:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     dtype: DataType = types_pb2.DT_FLOAT
-    layout: str = "NHWC"
+    layout: Layout = Layout.NHWC
 
 
 def _image_input(signature: Signature, settings: PreprocessSettings) -> tuple[str, TensorSpec]:
@@ -85,39 +84,39 @@ def infer_profile(signature: Signature, settings: PreprocessSettings) -> Preproc
         color=Color.GRAYSCALE if channels == 1 else Color.RGB,
         normalization=Normalization.RAW if dtype == types_pb2.DT_UINT8 else Normalization.UNIT,
         dtype=dtype,
-        layout="NCHW" if nchw else "NHWC",
+        layout=Layout.NCHW if nchw else Layout.NHWC,
     )
     return _validated(_override(inferred, settings), name)
 
 
 def _override(profile: PreprocessProfile, settings: PreprocessSettings) -> PreprocessProfile:
-    changes: dict[str, object] = {}
-    for f in dataclasses.fields(PreprocessSettings):
-        value = getattr(settings, f.name)
-        if value is None or f.name == "input_name":
-            continue
-        try:
-            changes[f.name] = {
-                "resize_mode": ResizeMode,
-                "color": Color,
-                "normalization": Normalization,
-                "dtype": lambda v: _TENSOR_DTYPES[v],
-                "layout": str.upper,
-            }.get(f.name, lambda v: v)(value)
-        except (KeyError, ValueError):
-            raise ProfileError(f"preprocess.{f.name}: {value!r} is not a valid choice") from None
-    if (
-        "width" in changes
-        and "resize_mode" not in changes
-        and profile.resize_mode == ResizeMode.NONE
-    ):
-        changes["resize_mode"] = ResizeMode.STRETCH
-    return dataclasses.replace(profile, **changes)
+    """The config's settings over the inferred ones (they were parsed and range-checked at load)."""
+    resize_mode = settings.resize_mode
+    if resize_mode is None and settings.width and profile.resize_mode == ResizeMode.NONE:
+        resize_mode = ResizeMode.STRETCH  # a size for a free-size input: resize to it
+    return dataclasses.replace(
+        profile,
+        width=_either(settings.width, profile.width),
+        height=_either(settings.height, profile.height),
+        resize_mode=_either(resize_mode, profile.resize_mode),
+        resize_filter=_either(settings.resize_filter, profile.resize_filter),
+        shorter_side=_either(settings.shorter_side, profile.shorter_side),
+        pad_value=_either(settings.pad_value, profile.pad_value),
+        color=_either(settings.color, profile.color),
+        background=_either(settings.background, profile.background),
+        normalization=_either(settings.normalization, profile.normalization),
+        mean=_either(settings.mean, profile.mean),
+        std=_either(settings.std, profile.std),
+        dtype=profile.dtype if settings.dtype is None else _TENSOR_DTYPES[settings.dtype],
+        layout=_either(settings.layout, profile.layout),
+    )
+
+
+def _either(configured: T | None, inferred: T) -> T:
+    return inferred if configured is None else configured
 
 
 def _validated(profile: PreprocessProfile, name: str) -> PreprocessProfile:
-    if profile.resize_filter not in FILTERS:
-        raise ProfileError(f"resize_filter {profile.resize_filter!r}: one of {', '.join(FILTERS)}")
     if profile.resize_mode != ResizeMode.NONE and (profile.width <= 0 or profile.height <= 0):
         raise ProfileError(f"input {name!r} has no fixed size: set preprocess.width and height")
     if profile.dtype not in _TENSOR_DTYPES.values():
@@ -126,8 +125,6 @@ def _validated(profile: PreprocessProfile, name: str) -> PreprocessProfile:
         )
     if profile.dtype == types_pb2.DT_UINT8 and profile.normalization != Normalization.RAW:
         raise ProfileError(f"input {name!r} is uint8: only 'raw' normalization fits it")
-    if profile.layout not in ("NHWC", "NCHW"):
-        raise ProfileError(f"layout {profile.layout!r}: NHWC or NCHW")
     channels = 1 if profile.color == Color.GRAYSCALE else 3
     for label, values in (("mean", profile.mean), ("std", profile.std)):
         if values and len(values) not in (1, channels):

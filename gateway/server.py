@@ -29,7 +29,7 @@ from gateway.health import SERVICE_NAME, Readiness
 from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
 from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
-from gateway.tfserving.rest import RestUpstream
+from gateway.tfserving.rest import RestUpstream, RetryPolicy
 from gateway.transport.grpc_service import ImageGatewayServicer
 
 log = logging.getLogger(__name__)
@@ -37,17 +37,33 @@ log = logging.getLogger(__name__)
 # Settings a reload cannot change: they shape listeners, pools and the upstream channel.
 FIXED_AT_START = (
     "upstream", "host", "port", "metrics_port", "http_port", "decode_threads",
-    "max_message_bytes",
+    "max_message_bytes", "upstream_timeout_s", "upstream_keepalive_time_ms",
+    "upstream_keepalive_timeout_ms", "upstream_retry_attempts",
+    "upstream_retry_initial_backoff_ms", "upstream_retry_max_backoff_ms",
 )  # fmt: skip
 
 
 def build_upstream(
     config: GatewayConfig, credentials: grpc.ChannelCredentials | None = None
 ) -> Upstream:
-    """TF Serving's gRPC port, or its REST port when the target is an http(s) URL."""
-    if config.upstream.startswith(("http://", "https://")):
-        return RestUpstream(config.upstream, timeout_s=config.upstream_timeout_s)
-    options = UpstreamOptions(config.upstream, timeout_s=config.upstream_timeout_s)
+    """The TF Serving client the config names: REST for an http(s) URL, else gRPC, with the
+    config's deadline, keepalive and UNAVAILABLE retry policy (the same numbers for both)."""
+    if config.upstream.startswith(("http://", "https://")):  # TF Serving's REST port
+        retry = RetryPolicy(
+            attempts=config.upstream_retry_attempts,
+            initial_backoff_s=config.upstream_retry_initial_backoff_ms / 1000,
+            max_backoff_s=config.upstream_retry_max_backoff_ms / 1000,
+        )
+        return RestUpstream(config.upstream, timeout_s=config.upstream_timeout_s, retry=retry)
+    options = UpstreamOptions(
+        config.upstream,
+        timeout_s=config.upstream_timeout_s,
+        keepalive_time_ms=config.upstream_keepalive_time_ms,
+        keepalive_timeout_ms=config.upstream_keepalive_timeout_ms,
+        retry_attempts=config.upstream_retry_attempts,
+        retry_initial_backoff_ms=config.upstream_retry_initial_backoff_ms,
+        retry_max_backoff_ms=config.upstream_retry_max_backoff_ms,
+    )
     return UpstreamClient(options, credentials)
 
 

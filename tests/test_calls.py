@@ -140,8 +140,9 @@ def test_a_caller_error_reads_the_same_through_unary_http_and_frame() -> None:
 
         message = unary.value.details()
         assert message == (
-        "the data is not an image in a supported format (JPEG, PNG, WEBP, BMP, GIF); first bytes: 78"
-    )
+            "the data is not an image in a supported format (JPEG, PNG, WEBP, BMP, GIF); "
+            "first bytes: 78"
+        )
         assert unary.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert (answer.status, body["error"]) == (
             400,

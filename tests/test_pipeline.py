@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from gateway._proto.tfserving import types_pb2
-from gateway.choices import Color, Normalization, ResizeMode
+from gateway.choices import Color, InputDType, Layout, Normalization, ResizeFilter, ResizeMode
 from gateway.config import PreprocessSettings
 from gateway.decode import DecodeLimits, decode_image, read_header
 from gateway.errors import ImageTooLargeError, InvalidImageError, ProfileError
@@ -45,13 +45,13 @@ def test_float_nhwc_signature_gives_stretch_to_its_size_in_unit_range() -> None:
     inferred = infer_profile(signature(types_pb2.DT_FLOAT, (-1, 224, 192, 3)), PreprocessSettings())
     assert inferred == PreprocessProfile(
         input_name="images", width=192, height=224, resize_mode=ResizeMode.STRETCH,
-        normalization=Normalization.UNIT, dtype=types_pb2.DT_FLOAT, layout="NHWC",
+        normalization=Normalization.UNIT, dtype=types_pb2.DT_FLOAT, layout=Layout.NHWC,
     )  # fmt: skip
 
 
 def test_nchw_grayscale_and_uint8_are_inferred() -> None:
     nchw = infer_profile(signature(types_pb2.DT_FLOAT, (-1, 3, 32, 48)), PreprocessSettings())
-    assert (nchw.layout, nchw.width, nchw.height) == ("NCHW", 48, 32)
+    assert (nchw.layout, nchw.width, nchw.height) == (Layout.NCHW, 48, 32)
     gray = infer_profile(signature(types_pb2.DT_FLOAT, (-1, 28, 28, 1)), PreprocessSettings())
     assert gray.color == Color.GRAYSCALE
     detector = infer_profile(signature(types_pb2.DT_UINT8, (1, -1, -1, 3)), PreprocessSettings())
@@ -67,23 +67,27 @@ def test_string_input_passes_encoded_bytes_through() -> None:
 
 def test_config_overrides_the_inferred_profile() -> None:
     settings = PreprocessSettings(
-        resize_mode="letterbox", pad_value=114, color="bgr", normalization="symmetric",
-        resize_filter="nearest", dtype="float16",
+        resize_mode=ResizeMode.LETTERBOX, pad_value=114, color=Color.BGR,
+        normalization=Normalization.SYMMETRIC, resize_filter=ResizeFilter.NEAREST,
+        dtype=InputDType.FLOAT16,
     )  # fmt: skip
     inferred = infer_profile(signature(types_pb2.DT_FLOAT, (-1, 64, 64, 3)), settings)
-    assert (inferred.resize_mode, inferred.pad_value, inferred.color, inferred.dtype) == (
-        ResizeMode.LETTERBOX, 114, Color.BGR, types_pb2.DT_HALF,
+    assert (
+        inferred.resize_mode, inferred.pad_value, inferred.color, inferred.normalization,
+        inferred.resize_filter, inferred.dtype,
+    ) == (
+        ResizeMode.LETTERBOX, 114, Color.BGR, Normalization.SYMMETRIC, ResizeFilter.NEAREST,
+        types_pb2.DT_HALF,
     )  # fmt: skip
 
 
 @pytest.mark.parametrize(
     ("shape", "settings", "message"),
     [
-        ((-1, -1, -1, 3), PreprocessSettings(dtype="float32", resize_mode="stretch"),
+        ((-1, -1, -1, 3),
+         PreprocessSettings(dtype=InputDType.FLOAT32, resize_mode=ResizeMode.STRETCH),
          "input 'images' has no fixed size: set preprocess.width and height"),
-        ((-1, 8, 8, 3), PreprocessSettings(resize_mode="squash"),
-         "preprocess.resize_mode: 'squash' is not a valid choice"),
-        ((-1, 8, 8, 3), PreprocessSettings(normalization="mean_std"),
+        ((-1, 8, 8, 3), PreprocessSettings(normalization=Normalization.MEAN_STD),
          "normalization mean_std needs preprocess.mean and preprocess.std"),
         ((-1, 8, 8, 3), PreprocessSettings(mean=(1.0, 2.0)), "mean needs 1 or 3 values, has 2"),
         ((-1, 10), PreprocessSettings(),
@@ -116,7 +120,7 @@ def header(width: int, height: int):
 )
 def test_each_resize_mode_covers_a_known_rectangle_of_the_original(mode, expected) -> None:
     p = infer_profile(
-        signature(types_pb2.DT_FLOAT, (-1, 224, 224, 3)), PreprocessSettings(resize_mode=mode.value)
+        signature(types_pb2.DT_FLOAT, (-1, 224, 224, 3)), PreprocessSettings(resize_mode=mode)
     )
     got = input_geometry(header(640, 480), p)
     np.testing.assert_allclose(
@@ -178,7 +182,7 @@ def test_bgr_nchw_float16_and_grayscale_layouts() -> None:
     data = images.encode(source, "PNG")
     bgr = preprocess(data, profile(color=Color.BGR, normalization=Normalization.RAW), LIMITS).tensor
     np.testing.assert_array_equal(bgr[0], np.asarray(source)[..., ::-1])
-    nchw = preprocess(data, profile(layout="NCHW", dtype=types_pb2.DT_HALF), LIMITS).tensor
+    nchw = preprocess(data, profile(layout=Layout.NCHW, dtype=types_pb2.DT_HALF), LIMITS).tensor
     assert nchw.shape == (1, 3, 6, 8) and nchw.dtype == np.float16
     np.testing.assert_allclose(nchw[0], (np.asarray(source) / 255).transpose(2, 0, 1), atol=1e-3)
     gray = preprocess(

@@ -1,5 +1,6 @@
-"""``tfs-gateway``: run the gateway (``serve``), call it (``classify``, ``detect``, ``models``,
-``health``), or inspect a model in TF Serving directly (``describe``)."""
+"""``tfs-gateway``: run the gateway (``serve``), check its config (``check-config``), call it
+(``classify``, ``detect``, ``models``, ``health``), or inspect a model in TF Serving directly
+(``describe``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import grpc
 
 from gateway import __version__
-from gateway.cli import commands, serve, video
+from gateway.cli import check, commands, serve, video
 from gateway.cli.commands import GATEWAY_DEFAULT
 from gateway.errors import GatewayError
 
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve this model (repeatable), optionally with a label file",
     )
     serving.set_defaults(run=serve.serve)
+    check.add_parser(subcommands)
 
     classify = subcommands.add_parser("classify", help="classify images through the gateway")
     classify.add_argument("images", type=Path, nargs="+")
@@ -87,11 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     _client_options(models)
     models.set_defaults(run=commands.models)
 
-    check = subcommands.add_parser("health", help="grpc.health.v1 check; exit 0 when SERVING")
-    check.add_argument("--service", default="", help='"" (readiness), "liveness", "model/NAME"')
-    _client_options(check)
+    health = subcommands.add_parser("health", help="grpc.health.v1 check; exit 0 when SERVING")
+    health.add_argument("--service", default="", help='"" (readiness), "liveness", "model/NAME"')
+    _client_options(health)
     # In a container the check runs beside the server: default to its own port.
-    check.set_defaults(
+    health.set_defaults(
         run=commands.health,
         timeout=5.0,
         gateway=f"localhost:{os.environ.get('TFS_GATEWAY_PORT', 9000)}",

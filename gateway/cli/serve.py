@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -15,7 +14,11 @@ from gateway.config import ConfigError, GatewayConfig, ModelSettings, load_confi
 
 def read_config(args: argparse.Namespace) -> GatewayConfig:
     """The config file, environment and flags, as ``serve``'s arguments name them."""
-    config = load_config(
+    extra = []
+    for spec in args.model or ():
+        name, _, labels = spec.partition("=")
+        extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
+    return load_config(
         args.config,
         overrides={
             "upstream": args.upstream,
@@ -25,12 +28,8 @@ def read_config(args: argparse.Namespace) -> GatewayConfig:
             "http_port": args.http_port,
             "max_in_flight": args.max_in_flight,
         },
+        extra_models=extra,
     )
-    extra = []
-    for spec in args.model or ():
-        name, _, labels = spec.partition("=")
-        extra.append(ModelSettings(name=name, labels=Path(labels) if labels else None))
-    return dataclasses.replace(config, models=(*config.models, *extra))
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -58,6 +58,8 @@ class UpstreamOptions:
     keepalive_time_ms: int = 30_000
     keepalive_timeout_ms: int = 10_000
     retry_attempts: int = 3
+    retry_initial_backoff_ms: int = 20  # doubles per attempt, up to the max; randomised by gRPC
+    retry_max_backoff_ms: int = 500
     extra_channel_options: tuple[tuple[str, object], ...] = field(default=())
 
     def channel_target(self) -> str:
@@ -74,8 +76,8 @@ class UpstreamOptions:
                     ],
                     "retryPolicy": {
                         "maxAttempts": self.retry_attempts,
-                        "initialBackoff": "0.02s",
-                        "maxBackoff": "0.5s",
+                        "initialBackoff": f"{self.retry_initial_backoff_ms / 1000}s",
+                        "maxBackoff": f"{self.retry_max_backoff_ms / 1000}s",
                         "backoffMultiplier": 2,
                         "retryableStatusCodes": ["UNAVAILABLE"],
                     },

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gateway.choices import Color, Normalization, ResizeMode
+from gateway.choices import Color, Layout, Normalization, ResizeFilter, ResizeMode
 from gateway.decode import DecodeLimits
 from gateway.pipeline import preprocess
 from gateway.profiles import PreprocessProfile
@@ -48,8 +48,8 @@ CASES = {
     ),
     "center crop, caffe, NCHW": (
         PreprocessProfile("input", width=16, height=16, resize_mode=ResizeMode.CENTER_CROP,
-                          resize_filter="bicubic", normalization=Normalization.CAFFE,
-                          color=Color.BGR, layout="NCHW"),
+                          resize_filter=ResizeFilter.BICUBIC, normalization=Normalization.CAFFE,
+                          color=Color.BGR, layout=Layout.NCHW),
         _reference_center_crop_caffe_nchw,
     ),
 }  # fmt: skip
