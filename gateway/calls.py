@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from types import TracebackType
 
 import grpc
 
@@ -76,34 +77,46 @@ class Calls:
         which answers it like any other error)."""
         return self.admission.place()
 
-    @contextlib.contextmanager
     def observe(
+        self, method: str, model: str = "", request_id: str = "", stream: bool = False
+    ) -> Observed:
+        """Run the body as one call (see :class:`Observed`). ``stream``: count the call among
+        the open streams while it lasts."""
+        return Observed(self, Call(method, model, request_id), stream)
+
+
+class Observed:
+    """The context of one call. A GatewayError, or any other exception (a bug: logged with an
+    incident id, answered as INTERNAL without a traceback), ends up in ``call.error`` and is
+    not raised; cancellation (the caller left, or shutdown) is recorded as CANCELLED and
+    propagates. Either way the call is counted once, when it ends."""
+
+    def __init__(self, calls: Calls, call: Call, stream: bool) -> None:
+        self.calls = calls
+        self.call = call
+        self.stream = stream
+
+    def __enter__(self) -> Call:
+        if self.stream:
+            self.calls.metrics.streams_active.inc()
+        return self.call
+
+    def __exit__(
         self,
-        method: str,
-        model: str = "",
-        request_id: str = "",
-        stream: bool = False,
-    ) -> Iterator[Call]:
-        """Run the body as one call. A GatewayError, or any other exception (a bug: logged
-        with an incident id, answered as INTERNAL without a traceback), ends up in
-        ``call.error`` and is not raised; cancellation (the caller left, or shutdown) is
-        recorded as CANCELLED and propagates. ``stream``: count the call among the open
-        streams while it lasts."""
-        call = Call(method, model, request_id)
-        if stream:
-            self.metrics.streams_active.inc()
-        try:
-            yield call
-        except GatewayError as error:
-            call.error = error
-        except (asyncio.CancelledError, GeneratorExit):
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        call, metrics = self.call, self.calls.metrics
+        if self.stream:
+            metrics.streams_active.dec()
+        if isinstance(exc, GatewayError):
+            call.error = exc
+        elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
             call.cancelled = True
-            raise
-        except Exception:
+        elif isinstance(exc, Exception):
             incident = call.request_id or uuid.uuid4().hex[:12]
-            log.exception("%s failed (request id %s)", method, incident)
+            log.error("%s failed (request id %s)", call.method, incident, exc_info=exc)
             call.error = InternalError(f"internal error (request id {incident})")
-        finally:
-            if stream:
-                self.metrics.streams_active.dec()
-            self.metrics.record_request(call.method, call.model, call.code.name, call.started)
+        metrics.record_request(call.method, call.model, call.code.name, call.started)
+        return call.error is not None  # the error is the call's answer; anything else goes on

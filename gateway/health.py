@@ -26,7 +26,8 @@ class Readiness:
     """Publishes readiness to the health service; ``ready`` is what the HTTP probes read."""
 
     def __init__(self) -> None:
-        self.servicer = health.aio.HealthServicer()
+        # grpc-stubs 1.53 predates grpc_health's asyncio servicer.
+        self.servicer = health.aio.HealthServicer()  # type: ignore[attr-defined]
         self.ready = False
         self._stopping = False
 

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.metrics import MetricWrapperBase
 
 UNKNOWN_MODEL = "_unknown"
 STAGES = ("decode", "preprocess", "upstream", "postprocess")
@@ -24,9 +23,9 @@ PIXELS_BUCKETS = (1e4, 1e5, 3e5, 1e6, 2e6, 4e6, 8e6, 1.6e7, 5e7, 1e8)
 class ModelMetrics:
     """One model's pre-bound children, so the hot path does no label lookups."""
 
-    stages: dict[str, MetricWrapperBase]
-    image_bytes: MetricWrapperBase
-    image_pixels: MetricWrapperBase
+    stages: dict[str, Histogram]
+    image_bytes: Histogram
+    image_pixels: Histogram
 
 
 class Metrics:
@@ -120,7 +119,7 @@ class Metrics:
         for outcome in ("received", "served", "dropped", "failed"):
             self.stream_frames.labels(outcome)  # every outcome exported from the start, at 0
         self._per_model = {UNKNOWN_MODEL: self._bind(UNKNOWN_MODEL)}
-        self.models = frozenset()
+        self.models: frozenset[str] = frozenset()
         self.add_models(models)
 
     def add_models(self, models: tuple[str, ...]) -> None:

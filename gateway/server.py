@@ -76,7 +76,7 @@ class GatewayServer:
         self,
         config: GatewayConfig,
         registry: CollectorRegistry | None = None,
-        interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+        interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
         upstream_credentials: grpc.ChannelCredentials | None = None,
         reload_config: Callable[[], GatewayConfig] | None = None,
         upstream: Upstream | None = None,
@@ -97,7 +97,7 @@ class GatewayServer:
         self._http: web.AppRunner | None = None
         self._metrics_server: Any = None
         self._poller: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[bool]] = set()
         self._stop_requested = asyncio.Event()
 
     @property
@@ -256,7 +256,7 @@ class GatewayServer:
 def create_server(
     config: GatewayConfig,
     registry: CollectorRegistry | None = None,
-    interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
+    interceptors: Sequence[grpc.aio.ServerInterceptor[Any, Any]] = (),
     upstream_credentials: grpc.ChannelCredentials | None = None,
     reload_config: Callable[[], GatewayConfig] | None = None,
     upstream: Upstream | None = None,

@@ -37,4 +37,5 @@ if [ "${#need[@]}" -gt 0 ]; then
 fi
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
+.venv/bin/mypy  # strict on gateway/, settings in pyproject.toml
 exec .venv/bin/python -m pytest "$@"

@@ -116,11 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        code: int = args.run(args)
+        return code
     except GatewayError as error:
         print(f"tfs-gateway: {error.code.name}: {error.message}", file=sys.stderr)
         return 1
     except grpc.RpcError as error:
-        code, details = error.code(), error.details()  # type: ignore[attr-defined]
-        print(f"tfs-gateway: {code.name}: {details}", file=sys.stderr)
+        status, details = error.code(), error.details()
+        print(f"tfs-gateway: {status.name}: {details}", file=sys.stderr)
         return 1

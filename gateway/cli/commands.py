@@ -38,7 +38,7 @@ def _model(args: argparse.Namespace) -> classify_pb2.ModelRef:
     return ref
 
 
-def _as_json(message: object) -> str:
+def _as_json(message: Message) -> str:
     return json.dumps(
         json_format.MessageToDict(
             message, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
@@ -72,7 +72,8 @@ def classify(args: argparse.Namespace) -> int:
             model=_model(args), image=path.read_bytes(), top_k=args.top_k,
             min_score=args.min_score, request_id=str(path),
         )  # fmt: skip
-        return stub.Classify(request, timeout=args.timeout)
+        response: classify_pb2.ClassifyResponse = stub.Classify(request, timeout=args.timeout)
+        return response
 
     def show(response: Message) -> list[str]:
         return [
@@ -91,7 +92,8 @@ def detect(args: argparse.Namespace) -> int:
             model=_model(args), image=path.read_bytes(), min_score=args.min_score,
             max_detections=args.max_detections, request_id=str(path),
         )  # fmt: skip
-        return stub.Detect(request, timeout=args.timeout)
+        response: classify_pb2.DetectResponse = stub.Detect(request, timeout=args.timeout)
+        return response
 
     def show(response: Message) -> list[str]:
         return [

@@ -53,8 +53,10 @@ def _video_frames(path: Path) -> Iterator[tuple[bytes, int]]:
         stream = container.streams.video[0]
         for frame in container.decode(stream):
             buffer = io.BytesIO()
-            frame.to_image().save(buffer, "JPEG", quality=90)
-            seconds = float(frame.pts * stream.time_base) if frame.pts is not None else 0.0
+            frame.to_image().save(buffer, "JPEG", quality=90)  # type: ignore[no-untyped-call]
+            seconds = 0.0
+            if frame.pts is not None and stream.time_base is not None:
+                seconds = float(frame.pts * stream.time_base)
             yield buffer.getvalue(), round(seconds * 1e6)
 
 

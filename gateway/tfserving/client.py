@@ -191,7 +191,7 @@ class UpstreamClient:
         await self.close()
 
     async def close(self) -> None:
-        await self._channel.close()
+        await self._channel.close(None)
 
     async def metadata(self, model: ModelRef, timeout: float | None = None) -> ModelMetadata:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeAlias
 
 import numpy as np
 
 from gateway._proto.tfserving import tensor_pb2, types_pb2
 from gateway.errors import MalformedTensorError, UnsupportedDtypeError
 
-DataType = int  # a tfsgateway.tfserving.DataType value
+DataType: TypeAlias = types_pb2.DataType  # a tfsgateway.tfserving.DataType value (an int)
 
 # Bound on what one decoded tensor may occupy, so that a shape in a message cannot make the
 # gateway allocate without limit (a single repeated value may legally stand for every element).

@@ -5,6 +5,7 @@ call's error, if any. No image or tensor logic, no ``except``."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
@@ -16,8 +17,13 @@ from gateway.errors import InvalidRequestError
 from gateway.streaming import FrameIn, process_stream
 from gateway.transport import convert
 
+if TYPE_CHECKING:
+    from typing import TypeAlias
 
-async def _abort(context: grpc.aio.ServicerContext, call: Call) -> None:
+    Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
+
+
+async def _abort(context: Context, call: Call) -> None:
     if call.error is not None:
         await context.abort(call.error.code, call.error.message)
 
@@ -28,7 +34,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         self.calls = calls
 
     async def Classify(
-        self, request: classify_pb2.ClassifyRequest, context: grpc.aio.ServicerContext
+        self, request: classify_pb2.ClassifyRequest, context: Context
     ) -> classify_pb2.ClassifyResponse:
         model, request_id = request.model.name, request.request_id
         with self.calls.observe("Classify", model, request_id) as call, self.calls.admitted():
@@ -39,7 +45,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         raise AssertionError("unreachable: abort raises")
 
     async def Detect(
-        self, request: classify_pb2.DetectRequest, context: grpc.aio.ServicerContext
+        self, request: classify_pb2.DetectRequest, context: Context
     ) -> classify_pb2.DetectResponse:
         model, request_id = request.model.name, request.request_id
         with self.calls.observe("Detect", model, request_id) as call, self.calls.admitted():
@@ -50,7 +56,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         raise AssertionError("unreachable: abort raises")
 
     async def ListModels(
-        self, request: classify_pb2.ListModelsRequest, context: grpc.aio.ServicerContext
+        self, request: classify_pb2.ListModelsRequest, context: Context
     ) -> classify_pb2.ListModelsResponse:
         with self.calls.observe("ListModels") as call:
             models = [convert.model_info(m) for m in self.dataplane.models.values()]
@@ -59,7 +65,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         raise AssertionError("unreachable: abort raises")
 
     async def DescribeModel(
-        self, request: classify_pb2.DescribeModelRequest, context: grpc.aio.ServicerContext
+        self, request: classify_pb2.DescribeModelRequest, context: Context
     ) -> classify_pb2.ModelInfo:
         with self.calls.observe("DescribeModel", request.name) as call:
             return convert.model_info(self.dataplane.model(request.name))
@@ -67,7 +73,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         raise AssertionError("unreachable: abort raises")
 
     async def Analyze(
-        self, request: classify_pb2.AnalyzeRequest, context: grpc.aio.ServicerContext
+        self, request: classify_pb2.AnalyzeRequest, context: Context
     ) -> classify_pb2.AnalyzeResponse:
         model = request.tasks[0].model.name if request.tasks else ""
         with (
@@ -83,7 +89,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
     async def Stream(
         self,
         requests: AsyncIterator[classify_pb2.StreamRequest],
-        context: grpc.aio.ServicerContext,
+        context: Context,
     ) -> AsyncIterator[classify_pb2.StreamResponse]:
         """One response per frame; stream-level errors end the stream with a status."""
         with self.calls.observe("Stream", stream=True) as call:

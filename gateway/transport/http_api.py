@@ -236,6 +236,5 @@ async def start_http(app: web.Application, host: str, port: int) -> tuple[web.Ap
         site = web.TCPSite(runner, bare, port)
     await site.start()
     if port == 0:  # a named host with port 0: ask the listening socket
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        port = sockets[0].getsockname()[1]
+        port = runner.addresses[0][1]
     return runner, port
