@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gateway.calls import Calls
 from gateway.dataplane import DataPlane
@@ -159,6 +160,7 @@ async def process_stream(
         await out.put(None)
 
     reader = asyncio.ensure_future(read())
+    getter: asyncio.Future[FrameOut | None] | None = None
     try:
         while True:
             getter = asyncio.ensure_future(out.get())
@@ -174,8 +176,13 @@ async def process_stream(
                 return
             yield item
     finally:
-        reader.cancel()
-        for task in list(running):
+        # Nothing of the stream outlives it: not its pending read of the output queue, and not
+        # a waiting frame (drop-stale), which a cancelled frame would otherwise start.
+        waiting.clear()
+        pending: list[asyncio.Future[Any]] = [reader, *running]
+        if getter is not None:
+            pending.append(getter)
+        for task in pending:
             task.cancel()
         with contextlib.suppress(BaseException):
-            await asyncio.gather(reader, *running, return_exceptions=True)
+            await asyncio.gather(*pending, return_exceptions=True)

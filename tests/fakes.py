@@ -15,6 +15,8 @@ What it does, and the hooks a test uses:
   :class:`SentRequest` per Predict (model spec, decoded inputs, output filter, timeout).
 - Answers are computed from the input tensor by ``predict`` (default :func:`mean_colour`:
   ``scores[i]`` is image ``i``'s mean value per channel), so every row can be checked exactly.
+  ``predict`` may be a coroutine function: awaiting an event per request, it lets a test
+  finish requests in the order it chooses.
 - ``fail(method, *errors)`` queues errors for ``"metadata"``, ``"status"`` or ``"send"``:
   each later call of that method raises the next one (see :func:`unavailable`).
 - ``hold()`` / ``release()``: while held, ``send`` records its request, then waits.
@@ -27,8 +29,9 @@ Its asyncio primitives bind to the first event loop that uses them: one fake per
 from __future__ import annotations
 
 import asyncio
+import inspect
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
@@ -52,7 +55,8 @@ from gateway.tfserving.signatures import (
 from gateway.tfserving.tensors import DataType, make_ndarray
 
 Method = Literal["metadata", "status", "send"]
-PredictFn = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+Answer = dict[str, np.ndarray]
+PredictFn = Callable[[Mapping[str, np.ndarray]], Answer | Awaitable[Answer]]
 
 
 def tensor(alias: str, dtype: DataType, shape: tuple[int, ...] | None) -> TensorSpec:
@@ -211,6 +215,8 @@ class FakeUpstream:
         await self._open.wait()
         self._raise_queued("send")
         outputs = self.predict(sent.inputs)
+        if inspect.isawaitable(outputs):
+            outputs = await outputs
         if sent.output_filter:
             outputs = {alias: outputs[alias] for alias in sent.output_filter}
         versions = self._versions(sent.model)
