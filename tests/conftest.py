@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,6 +136,21 @@ def start_gateway(config: Path, *flags: str) -> GatewayProcess:
     process.wait(timeout=10)
     process.stdout.close()
     raise RuntimeError("gateway did not start:\n" + "".join(log[-30:]))
+
+
+def gateway_metric(metrics_port: int, name: str) -> float:
+    """The value of an unlabelled metric (e.g. ``tfs_gateway_in_flight_requests``) on a
+    gateway's /metrics endpoint, as a scrape sees it now."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return sample.value
+    raise AssertionError(f"{name} is not exported on {url}")
 
 
 def free_port() -> int:

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -21,6 +20,7 @@ from gateway._proto import classify_pb2, classify_pb2_grpc
 from tests import images
 from tests.conftest import ROOT, ModelServerProcess, free_port, require_tool
 from tests.e2e.test_container import image  # noqa: F401 - the built image, a fixture
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("image")
 
@@ -77,33 +77,31 @@ def test_compose_runs_gateway_and_prometheus_by_service_name(
         request = classify_pb2.ClassifyRequest(
             model={"name": "colors"}, image=images.solid("yellow"), top_k=1
         )
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                response = stub.Classify(request, timeout=5)
-                break
-            except grpc.RpcError as error:
-                assert time.monotonic() < deadline, (
-                    f"gateway never answered: {error}\n{run('logs').stdout[-3000:]}"
-                )
-                time.sleep(0.5)
+        response = wait_until(
+            lambda: stub.Classify(request, timeout=5),
+            90,
+            0.5,
+            lambda: f"gateway never answered\n{run('logs').stdout[-3000:]}",
+            ignoring=grpc.RpcError,
+        )
         channel.close()
         assert [c.label for c in response.classifications] == ["yellow"]
 
         query = urllib.parse.urlencode({"query": 'up{job="tfs-gateway"}'})
         url = f"http://localhost:{ports['PROMETHEUS_PORT']}/api/v1/query?{query}"
-        while True:
-            try:
-                with urllib.request.urlopen(url, timeout=5) as reply:
-                    result = json.load(reply)["data"]["result"]
-                if result and result[0]["value"][1] == "1":
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, (
-                f"prometheus never scraped tfs-gateway:9100\n{run('logs').stdout[-3000:]}"
-            )
-            time.sleep(1)
+
+        def gateway_up() -> list[dict]:
+            with urllib.request.urlopen(url, timeout=5) as reply:
+                result = json.load(reply)["data"]["result"]
+            return result if result and result[0]["value"][1] == "1" else []
+
+        result = wait_until(
+            gateway_up,
+            90,
+            0.5,
+            lambda: f"prometheus never scraped tfs-gateway:9100\n{run('logs').stdout[-3000:]}",
+            ignoring=OSError,
+        )
         assert result[0]["metric"]["instance"] == "tfs-gateway:9100"  # found by service name
     finally:
         down = run("down", "-t", "5")

@@ -18,7 +18,15 @@ import pytest
 
 from gateway._proto import classify_pb2, classify_pb2_grpc
 from tests import images
-from tests.conftest import ROOT, ModelServerProcess, free_port, require_tool, start_test_server
+from tests.conftest import (
+    ROOT,
+    ModelServerProcess,
+    free_port,
+    gateway_metric,
+    require_tool,
+    start_test_server,
+)
+from tests.waiting import wait_until
 
 BASE = "localhost/tfs-base:bookworm"
 IMAGE = "localhost/tfs-gateway:test"
@@ -113,10 +121,12 @@ def test_container_classifies_reports_healthy_and_drains_on_stop(
         "-v", f"{config}:/etc/tfs-gateway/gateway.toml:ro", "-v", f"{mounted}:/config:ro", image,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while "tfs-gateway serving on" not in podman("logs", name).stdout:
-            assert time.monotonic() < deadline, podman("logs", name, check=False).stderr
-            time.sleep(0.3)
+        wait_until(
+            lambda: "tfs-gateway serving on" in podman("logs", name).stdout,
+            60,
+            0.3,
+            lambda: podman("logs", name, check=False).stderr,
+        )
         channel = grpc.insecure_channel(f"localhost:{port}")
         stub = classify_pb2_grpc.ImageGatewayStub(channel)
         request = classify_pb2.ClassifyRequest(
@@ -133,7 +143,11 @@ def test_container_classifies_reports_healthy_and_drains_on_stop(
             target=lambda: in_flight.update(r=stub.Classify(request, timeout=30))
         )
         caller.start()
-        time.sleep(SLOW_MS / 3000)  # the call now waits on the slow model
+        wait_until(  # the call now waits on the slow model
+            lambda: gateway_metric(metrics_port, "tfs_gateway_in_flight_requests") == 1,
+            10,
+            message="the call never reached the gateway in the container",
+        )
         started = time.monotonic()
         podman("stop", "-t", "20", name)
         stop_s = time.monotonic() - started

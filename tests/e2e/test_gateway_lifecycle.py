@@ -20,9 +20,11 @@ from tests.conftest import (
     GatewayProcess,
     ModelServerProcess,
     free_port,
+    gateway_metric,
     start_gateway,
     start_test_server,
 )
+from tests.waiting import wait_until
 
 SLOW_MS = 1500
 
@@ -45,10 +47,20 @@ def _health(target: str, service: str = "") -> str:
 
 
 def _wait_for(target: str, status: str, service: str = "", within: float = 20) -> None:
-    deadline = time.monotonic() + within
-    while _health(target, service) != status:
-        assert time.monotonic() < deadline, f"health of {service!r} never became {status}"
-        time.sleep(0.1)
+    wait_until(
+        lambda: _health(target, service) == status,
+        within,
+        message=f"health of {service!r} never became {status}",
+    )
+
+
+def _wait_in_flight(gateway: GatewayProcess, count: int) -> None:
+    """Until the gateway holds ``count`` calls (admitted, not yet answered)."""
+    wait_until(
+        lambda: gateway_metric(gateway.metrics_port, "tfs_gateway_in_flight_requests") == count,
+        10,
+        message=f"the gateway never had {count} calls in flight",
+    )
 
 
 def _classify(target: str, timeout: float = 30) -> classify_pb2.ClassifyResponse:
@@ -108,7 +120,7 @@ def test_requests_over_the_in_flight_limit_are_shed_at_once(
         first: dict[str, object] = {}
         thread = threading.Thread(target=lambda: first.update(r=_classify(gateway.target)))
         thread.start()
-        time.sleep(SLOW_MS / 4000)  # the first call is now waiting on the slow model
+        _wait_in_flight(gateway, 1)  # the first call is now waiting on the slow model
         started = time.monotonic()
         with pytest.raises(grpc.RpcError) as caught:
             _classify(gateway.target)
@@ -138,9 +150,14 @@ def test_sigterm_drains_calls_in_flight(
 
     thread = threading.Thread(target=call)
     thread.start()
-    time.sleep(SLOW_MS / 3000)
+    _wait_in_flight(gateway, 1)
     gateway.process.send_signal(signal.SIGTERM)
-    time.sleep(0.2)
+    # The gateway prints this line as it handles SIGTERM, before it yields to answer any call.
+    wait_until(
+        lambda: any("draining calls in flight" in line for line in gateway.log),
+        10,
+        message="the gateway never began draining after SIGTERM",
+    )
     assert _health(gateway.target) == "NOT_SERVING"  # answers, during shutdown_delay_s
     thread.join()
     assert "error" not in result
@@ -174,10 +191,13 @@ def test_gateway_follows_tf_serving_to_a_new_model_version(
         assert ask() == (1, "red")
         shutil.copytree(models_dir / "colors" / "2", tmp_path / "incoming")
         (tmp_path / "incoming").rename(base / "2")  # appears whole, as a deployment would do it
-        deadline = time.monotonic() + 20
-        while (answer := ask()) != (2, "blue"):
-            assert time.monotonic() < deadline, f"still answering {answer}"
-            time.sleep(0.2)
+        answers: list[tuple[int, str]] = []
+
+        def answers_version_2() -> bool:
+            answers.append(ask())
+            return answers[-1] == (2, "blue")
+
+        wait_until(answers_version_2, 20, 0.2, lambda: f"still answering {answers[-1]}")
 
         def described_version() -> int:
             with grpc.insecure_channel(gateway.target) as channel:
@@ -188,9 +208,9 @@ def test_gateway_follows_tf_serving_to_a_new_model_version(
                 )
 
         # The gateway reloads the signature within one status poll of TF Serving's switch.
-        while described_version() != 2:
-            assert time.monotonic() < deadline, "the gateway kept version 1's signature"
-            time.sleep(0.1)
+        wait_until(
+            lambda: described_version() == 2, 10, message="the gateway kept version 1's signature"
+        )
     finally:
         gateway.stop()
         tfserving.stop()
@@ -216,14 +236,19 @@ def test_sighup_reloads_config_and_labels_without_a_restart(
         labels.write_text(labels.read_text().replace("red", "rouge"))
         config.write_text(config.read_text().replace("top_k = 3", "top_k = 1"))
         gateway.process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        while [c.label for c in _classify(gateway.target).classifications] != ["rouge"]:
-            assert time.monotonic() < deadline, "the reload never took effect"
-            time.sleep(0.1)
+        wait_until(
+            lambda: [c.label for c in _classify(gateway.target).classifications] == ["rouge"],
+            10,
+            message="the reload never took effect",
+        )
         assert _health(gateway.target) == "SERVING"
         config.write_text("prot = 1\n")  # a broken config is refused; the old one stays
         gateway.process.send_signal(signal.SIGHUP)
-        time.sleep(0.5)
+        wait_until(
+            lambda: any("config reload refused" in line for line in gateway.log),
+            10,
+            message="the gateway never refused the broken config",
+        )
         assert [c.label for c in _classify(gateway.target).classifications] == ["rouge"]
         assert any("config reload refused" in line for line in gateway.log)
     finally:

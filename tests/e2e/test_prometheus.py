@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from tests.conftest import (
     require_tool,
     start_gateway,
 )
+from tests.waiting import wait_until
 
 DEPLOY = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "tfs-gateway.json"
@@ -95,24 +95,39 @@ def scraped(
     )  # fmt: skip
     try:
         prometheus = Prometheus(port)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{prometheus.base}/-/ready", timeout=2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "prometheus did not become ready"
-                time.sleep(0.2)
-        while not prometheus.query('up{job="tfs-gateway"} == 1'):  # a scrape before the traffic,
-            assert time.monotonic() < deadline, "prometheus never scraped the gateway"
-            time.sleep(0.2)  # so that rates see the traffic as an increase
-        time.sleep(1.5)
+
+        def ready() -> bool:
+            urllib.request.urlopen(f"{prometheus.base}/-/ready", timeout=2).close()
+            return True
+
+        wait_until(ready, 30, 0.2, "prometheus did not become ready", ignoring=OSError)
+        # A scrape before the traffic, so that rates see the traffic as an increase: the one
+        # that sets up = 1 holds the pre-bound series (stage histograms, frames) at zero.
+        wait_until(
+            lambda: prometheus.query('up{job="tfs-gateway"} == 1'),
+            30,
+            0.2,
+            "prometheus never scraped the gateway",
+        )
         _send_known_traffic(gateway)
-        deadline = time.monotonic() + 30
-        while not prometheus.query('tfs_gateway_requests_total{method="Stream"} == 1'):
-            assert time.monotonic() < deadline, "prometheus never scraped the traffic"
-            time.sleep(0.5)
-        time.sleep(3)  # a few more scrapes, so rates over the traffic exist
+        wait_until(
+            lambda: prometheus.query('tfs_gateway_requests_total{method="Stream"} == 1'),
+            30,
+            0.2,
+            "prometheus never scraped the traffic",
+        )
+
+        def rates_over_the_traffic_exist() -> bool:
+            # The Stream series is the last the traffic created: once it has a second sample,
+            # every series has two. The dashboard also reads a series recorded by a rule.
+            stream = 'count_over_time(tfs_gateway_requests_total{method="Stream"}[1m]) >= 2'
+            return bool(prometheus.query(stream)) and bool(
+                prometheus.query("tfs_gateway:errors:ratio_rate5m")
+            )
+
+        wait_until(
+            rates_over_the_traffic_exist, 30, 0.2, "prometheus never had rates over the traffic"
+        )
         yield prometheus, gateway
     finally:
         process.terminate()

@@ -15,6 +15,7 @@ import pytest
 from gateway._proto import classify_pb2, classify_pb2_grpc
 from tests import images
 from tests.conftest import GatewayProcess, ModelServerProcess, start_gateway, start_test_server
+from tests.waiting import wait_until
 from tests.wiretap import Wiretap
 
 COLOURS = ["red", "green", "blue", "yellow"]
@@ -40,7 +41,7 @@ def stream(stub, messages: list[classify_pb2.StreamRequest], pause_s: float = 0.
     def send() -> Iterator[classify_pb2.StreamRequest]:
         for message in messages:
             yield message
-            time.sleep(pause_s)
+            time.sleep(pause_s)  # paces the frames like a camera: the drop-stale test's subject
 
     return list(stub.Stream(send(), timeout=60))
 
@@ -216,14 +217,18 @@ def test_cancelling_a_stream_cancels_its_calls_to_tf_serving(slow) -> None:
         release.wait(10)  # keep the stream open until cancelled
 
     call = _stub(gateway).Stream(send(), timeout=30)
-    deadline = time.monotonic() + 5
-    while len(tap.predict_requests()) - before < 3:
-        assert time.monotonic() < deadline, "the frames never reached TF Serving"
-        time.sleep(0.01)
+    wait_until(
+        lambda: len(tap.predict_requests()) - before >= 3,
+        5,
+        0.01,
+        "the frames never reached TF Serving",
+    )
     call.cancel()
     release.set()
-    deadline = time.monotonic() + 3
-    while tap.cancelled < 3:
-        assert time.monotonic() < deadline, f"only {tap.cancelled} upstream calls were cancelled"
-        time.sleep(0.01)
+    wait_until(
+        lambda: tap.cancelled >= 3,
+        3,
+        0.01,
+        lambda: f"only {tap.cancelled} upstream calls were cancelled",
+    )
     assert len(tap.predict_requests()) - before == 3
