@@ -21,7 +21,6 @@ from grpc_reflection.v1alpha import reflection
 from PIL import Image
 from prometheus_client import CollectorRegistry, start_http_server
 
-from gateway._proto import classify_pb2_grpc
 from gateway.calls import Calls
 from gateway.config import ConfigError, GatewayConfig
 from gateway.dataplane import DataPlane
@@ -30,6 +29,7 @@ from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
 from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
 from gateway.tfserving.rest import RestUpstream, RetryPolicy
+from gateway.transport.grpc_registration import add_image_gateway
 from gateway.transport.grpc_service import ImageGatewayServicer
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class GatewayServer:
             ],
         )
         servicer = ImageGatewayServicer(self.dataplane, self.calls)
-        classify_pb2_grpc.add_ImageGatewayServicer_to_server(servicer, server)
+        add_image_gateway(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.readiness.servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
