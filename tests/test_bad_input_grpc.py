@@ -14,6 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import grpc
 import grpc.aio
 import pytest
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
@@ -150,6 +153,22 @@ def test_a_garbage_message_mid_stream_ends_it_with_invalid_argument(caplog) -> N
 
     with_gateway(test)
     assert caplog.records == []
+
+
+def test_reflection_still_describes_the_service_registered_with_raw_bytes() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, channel) -> None:
+        def describe() -> tuple[list[str], list[str]]:
+            with grpc.insecure_channel(f"127.0.0.1:{server.port}") as sync:
+                database = ProtoReflectionDescriptorDatabase(sync)
+                service = database.FindFileContainingSymbol("tfsgateway.v1.ImageGateway")
+                return list(database.get_services()), [m.name for m in service.service[0].method]
+
+        loop = asyncio.get_running_loop()
+        services, methods = await loop.run_in_executor(None, describe)  # a blocking client
+        assert "tfsgateway.v1.ImageGateway" in services
+        assert methods == ["Classify", "Detect", "ListModels", "DescribeModel", "Analyze", "Stream"]
+
+    with_gateway(test)
 
 
 # --- item 14: unknown enum values -----------------------------------------------------------
