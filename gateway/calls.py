@@ -27,18 +27,23 @@ log = logging.getLogger(__name__)
 
 
 class Admission:
-    """The in-flight limit: a call holds a place while it runs, or is shed at once."""
+    """The in-flight limit: a call holds a place while it runs, or is shed at once, told to
+    come back after ``retry_after_ms``."""
 
-    def __init__(self, metrics: Metrics, limit: int) -> None:
+    def __init__(self, metrics: Metrics, limit: int, retry_after_ms: int = 1000) -> None:
         self.metrics = metrics
         self.in_flight = 0
         self.limit = limit
+        self.retry_after_ms = retry_after_ms
         metrics.in_flight_limit.set(limit)
 
     @contextlib.contextmanager
     def place(self) -> Iterator[None]:
         if self.in_flight >= self.limit:
-            raise OverloadedError(f"the gateway is at its limit of {self.limit} requests in flight")
+            raise OverloadedError(
+                f"the gateway is at its limit of {self.limit} requests in flight",
+                self.retry_after_ms,
+            )
         self.in_flight += 1
         self.metrics.in_flight.inc()
         try:
@@ -56,21 +61,31 @@ class Call:
     method: str
     model: str = ""
     request_id: str = ""
+    deadline: float | None = None  # time.monotonic() by which the caller wants an answer
     started: float = field(default_factory=time.perf_counter)
     error: GatewayError | None = None
     cancelled: bool = False
+    deadline_passed: bool = False  # when cancelled: because the caller's deadline passed
 
     @property
     def code(self) -> grpc.StatusCode:
+        if self.cancelled and self.deadline_passed:
+            return grpc.StatusCode.DEADLINE_EXCEEDED
         if self.cancelled:
             return grpc.StatusCode.CANCELLED
         return grpc.StatusCode.OK if self.error is None else self.error.code
 
 
+def deadline_after(seconds: float | None) -> float | None:
+    """The ``time.monotonic()`` deadline of a caller that allows ``seconds`` (None: none), for
+    :meth:`Calls.observe`; transports read ``seconds`` from gRPC's deadline or HTTP's timeout."""
+    return None if seconds is None else time.monotonic() + seconds
+
+
 class Calls:
-    def __init__(self, metrics: Metrics, max_in_flight: int) -> None:
+    def __init__(self, metrics: Metrics, max_in_flight: int, retry_after_ms: int = 1000) -> None:
         self.metrics = metrics
-        self.admission = Admission(metrics, max_in_flight)
+        self.admission = Admission(metrics, max_in_flight, retry_after_ms)
 
     def admitted(self) -> contextlib.AbstractContextManager[None]:
         """Hold an in-flight place for the body, or raise OverloadedError (inside ``observe``,
@@ -78,18 +93,25 @@ class Calls:
         return self.admission.place()
 
     def observe(
-        self, method: str, model: str = "", request_id: str = "", stream: bool = False
+        self,
+        method: str,
+        model: str = "",
+        request_id: str = "",
+        stream: bool = False,
+        deadline: float | None = None,
     ) -> Observed:
         """Run the body as one call (see :class:`Observed`). ``stream``: count the call among
-        the open streams while it lasts."""
-        return Observed(self, Call(method, model, request_id), stream)
+        the open streams while it lasts. ``deadline`` (see :func:`deadline_after`): a call
+        cancelled once it has passed is counted DEADLINE_EXCEEDED, as its caller saw it."""
+        return Observed(self, Call(method, model, request_id, deadline), stream)
 
 
 class Observed:
     """The context of one call. A GatewayError, or any other exception (a bug: logged with an
     incident id, answered as INTERNAL without a traceback), ends up in ``call.error`` and is
-    not raised; cancellation (the caller left, or shutdown) is recorded as CANCELLED and
-    propagates. Either way the call is counted once, when it ends."""
+    not raised; cancellation (the caller left, or shutdown) is recorded as CANCELLED, or as
+    DEADLINE_EXCEEDED once the call's deadline has passed, and propagates. Either way the
+    call is counted once, when it ends."""
 
     def __init__(self, calls: Calls, call: Call, stream: bool) -> None:
         self.calls = calls
@@ -114,6 +136,7 @@ class Observed:
             call.error = exc
         elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
             call.cancelled = True
+            call.deadline_passed = call.deadline is not None and time.monotonic() >= call.deadline
         elif isinstance(exc, Exception):
             incident = call.request_id or uuid.uuid4().hex[:12]
             log.error("%s failed (request id %s)", call.method, incident, exc_info=exc)

@@ -113,6 +113,9 @@ class GatewayConfig:
     shutdown_delay_s: float = 0.0  # NOT_SERVING this long before new calls are refused
     heap_top_pad_bytes: int = 16 * 1024 * 1024  # glibc M_TOP_PAD; 0: leave malloc alone
     models: tuple[ModelSettings, ...] = ()
+    # issue 15: a caller shed at the in-flight limit is told to come back after this long
+    # (gRPC's grpc-retry-pushback-ms trailer; HTTP's Retry-After, in whole seconds).
+    retry_after_ms: int = 1000
 
     def model(self, name: str) -> ModelSettings | None:
         return next((m for m in self.models if m.name == name), None)
@@ -145,6 +148,7 @@ _GATEWAY_RULES: tuple[Rule, ...] = (
     ("shutdown_grace_s", lambda v: v >= 0, "at least 0"),
     ("shutdown_delay_s", lambda v: v >= 0, "at least 0"),
     ("heap_top_pad_bytes", lambda v: v >= 0, "at least 0"),
+    ("retry_after_ms", lambda v: 0 <= v <= 3_600_000, "in 0..3600000 (at most an hour)"),
 )
 _MODEL_RULES: tuple[Rule, ...] = (
     ("top_k", lambda v: v >= 1, "at least 1"),

@@ -32,6 +32,9 @@ class GatewayError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     http_status: HTTPStatus | None = None  # None: HTTP_STATUS[code]
+    # When the caller may try again, in ms (gRPC's grpc-retry-pushback-ms trailer, HTTP's
+    # Retry-After); None: the gateway does not say.
+    retry_after_ms: int | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -72,9 +75,14 @@ class RequestTooLargeError(GatewayError):
 
 
 class OverloadedError(GatewayError):
-    """The gateway is at its in-flight limit and sheds the request."""
+    """The gateway is at its in-flight limit and sheds the request; the caller may come back
+    after ``retry_after_ms``."""
 
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after_ms: int) -> None:
+        super().__init__(message)
+        self.retry_after_ms = retry_after_ms
 
 
 class ModelNotFoundError(GatewayError):

@@ -21,7 +21,6 @@ from grpc_reflection.v1alpha import reflection
 from PIL import Image
 from prometheus_client import CollectorRegistry, start_http_server
 
-from gateway._proto import classify_pb2_grpc
 from gateway.calls import Calls
 from gateway.config import ConfigError, GatewayConfig
 from gateway.dataplane import DataPlane
@@ -30,6 +29,7 @@ from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
 from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
 from gateway.tfserving.rest import RestUpstream, RetryPolicy
+from gateway.transport.grpc_registration import add_image_gateway
 from gateway.transport.grpc_service import ImageGatewayServicer
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class GatewayServer:
         self._prepare_process()
         self.upstream = self._upstream or build_upstream(self.config, self._upstream_credentials)
         self.dataplane = DataPlane(self.config, self.upstream, self.metrics, self._executor)
-        self.calls = Calls(self.metrics, self.config.max_in_flight)
+        self.calls = Calls(self.metrics, self.config.max_in_flight, self.config.retry_after_ms)
         await self.readiness.starting()
         await self._start_grpc()
         await self._start_http()
@@ -136,7 +136,7 @@ class GatewayServer:
             ],
         )
         servicer = ImageGatewayServicer(self.dataplane, self.calls)
-        classify_pb2_grpc.add_ImageGatewayServicer_to_server(servicer, server)
+        add_image_gateway(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.readiness.servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -209,6 +209,7 @@ class GatewayServer:
         fixed = {name: getattr(self.config, name) for name in FIXED_AT_START}
         self.config = dataclasses.replace(config, **fixed)
         self.calls.admission.limit = config.max_in_flight
+        self.calls.admission.retry_after_ms = config.retry_after_ms
         self.metrics.in_flight_limit.set(config.max_in_flight)
         await self.poll_once()
         log.info("config reloaded: models %s", ", ".join(m.name for m in config.models))

@@ -171,6 +171,7 @@ def test_a_file_that_is_not_toml_is_refused(tmp_path: Path) -> None:
         ("unready_after_failures = 0", "unready_after_failures: must be at least 1, not 0"),
         ("shutdown_grace_s = -1", "shutdown_grace_s: must be at least 0, not -1.0"),
         ("upstream_keepalive_time_ms = 0", "upstream_keepalive_time_ms: must be at least 1, not 0"),
+        ("retry_after_ms = -1", "retry_after_ms: must be in 0..3600000 (at most an hour), not -1"),
         ("upstream_retry_attempts = 6",
          "upstream_retry_attempts: must be in 1..5 (1: no retries), not 6"),
         ("upstream_retry_initial_backoff_ms = 0",

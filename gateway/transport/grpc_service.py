@@ -1,6 +1,7 @@
 """The ImageGateway gRPC servicer: proto requests in, data-plane calls, proto responses out.
-Each RPC runs inside ``calls.observe`` (admission, error table, metrics) and aborts with the
-call's error, if any. No image or tensor logic, no ``except``."""
+Each RPC runs inside ``calls.observe`` (admission, error table, metrics), parses its request
+there (it arrives as bytes: see ``grpc_registration``) and aborts with the call's error, if
+any. No image or tensor logic, no ``except``."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import grpc
 import grpc.aio
 
 from gateway._proto import classify_pb2, classify_pb2_grpc
-from gateway.calls import Call, Calls
+from gateway.calls import Call, Calls, Observed, deadline_after
 from gateway.dataplane import DataPlane
 from gateway.errors import InvalidRequestError
 from gateway.streaming import FrameIn, process_stream
@@ -22,10 +23,14 @@ if TYPE_CHECKING:
 
     Context: TypeAlias = grpc.aio.ServicerContext[Any, Any]
 
+PUSHBACK = "grpc-retry-pushback-ms"  # gRPC's trailer for "retry after this many ms"
+
 
 async def _abort(context: Context, call: Call) -> None:
-    if call.error is not None:
-        await context.abort(call.error.code, call.error.message)
+    error = call.error
+    if error is not None:
+        pushback = () if error.retry_after_ms is None else ((PUSHBACK, str(error.retry_after_ms)),)
+        await context.abort(error.code, error.message, pushback)
 
 
 class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
@@ -33,69 +38,70 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         self.dataplane = dataplane
         self.calls = calls
 
-    async def Classify(
-        self, request: classify_pb2.ClassifyRequest, context: Context
-    ) -> classify_pb2.ClassifyResponse:
-        model, request_id = request.model.name, request.request_id
-        with self.calls.observe("Classify", model, request_id) as call, self.calls.admitted():
-            image_request = convert.image_request(request, context.time_remaining())
-            result = await self.dataplane.classify(image_request)
-            return convert.classify_response(request_id, result)
+    def _observe(self, method: str, context: Context, stream: bool = False) -> Observed:
+        deadline = deadline_after(context.time_remaining())
+        return self.calls.observe(method, stream=stream, deadline=deadline)
+
+    async def Classify(self, data: bytes, context: Context) -> classify_pb2.ClassifyResponse:
+        with self._observe("Classify", context) as call:
+            request = convert.parse(classify_pb2.ClassifyRequest, data)
+            call.model, call.request_id = request.model.name, request.request_id
+            with self.calls.admitted():
+                image_request = convert.image_request(request, context.time_remaining())
+                result = await self.dataplane.classify(image_request)
+                return convert.classify_response(request.request_id, result)
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 
-    async def Detect(
-        self, request: classify_pb2.DetectRequest, context: Context
-    ) -> classify_pb2.DetectResponse:
-        model, request_id = request.model.name, request.request_id
-        with self.calls.observe("Detect", model, request_id) as call, self.calls.admitted():
-            image_request = convert.image_request(request, context.time_remaining())
-            result = await self.dataplane.detect(image_request)
-            return convert.detect_response(request_id, result)
+    async def Detect(self, data: bytes, context: Context) -> classify_pb2.DetectResponse:
+        with self._observe("Detect", context) as call:
+            request = convert.parse(classify_pb2.DetectRequest, data)
+            call.model, call.request_id = request.model.name, request.request_id
+            with self.calls.admitted():
+                image_request = convert.image_request(request, context.time_remaining())
+                result = await self.dataplane.detect(image_request)
+                return convert.detect_response(request.request_id, result)
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 
-    async def ListModels(
-        self, request: classify_pb2.ListModelsRequest, context: Context
-    ) -> classify_pb2.ListModelsResponse:
-        with self.calls.observe("ListModels") as call:
+    async def ListModels(self, data: bytes, context: Context) -> classify_pb2.ListModelsResponse:
+        with self._observe("ListModels", context) as call:
+            convert.parse(classify_pb2.ListModelsRequest, data)
             models = [convert.model_info(m) for m in self.dataplane.models.values()]
             return classify_pb2.ListModelsResponse(models=models)
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 
-    async def DescribeModel(
-        self, request: classify_pb2.DescribeModelRequest, context: Context
-    ) -> classify_pb2.ModelInfo:
-        with self.calls.observe("DescribeModel", request.name) as call:
+    async def DescribeModel(self, data: bytes, context: Context) -> classify_pb2.ModelInfo:
+        with self._observe("DescribeModel", context) as call:
+            request = convert.parse(classify_pb2.DescribeModelRequest, data)
+            call.model = request.name
             return convert.model_info(self.dataplane.model(request.name))
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 
-    async def Analyze(
-        self, request: classify_pb2.AnalyzeRequest, context: Context
-    ) -> classify_pb2.AnalyzeResponse:
-        model = request.tasks[0].model.name if request.tasks else ""
-        with (
-            self.calls.observe("Analyze", model, request.request_id) as call,
-            self.calls.admitted(),
-        ):
-            tasks = [convert.task(t) for t in request.tasks]
-            results = await self.dataplane.run(request.image, tasks, context.time_remaining())
-            return convert.analyze_response(request.request_id, results)
+    async def Analyze(self, data: bytes, context: Context) -> classify_pb2.AnalyzeResponse:
+        with self._observe("Analyze", context) as call:
+            request = convert.parse(classify_pb2.AnalyzeRequest, data)
+            call.model = request.tasks[0].model.name if request.tasks else ""
+            call.request_id = request.request_id
+            with self.calls.admitted():
+                tasks = [convert.task(t) for t in request.tasks]
+                results = await self.dataplane.run(request.image, tasks, context.time_remaining())
+                return convert.analyze_response(request.request_id, results)
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 
     async def Stream(
-        self,
-        requests: AsyncIterator[classify_pb2.StreamRequest],
-        context: Context,
+        self, requests: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[classify_pb2.StreamResponse]:
-        """One response per frame; stream-level errors end the stream with a status."""
-        with self.calls.observe("Stream", stream=True) as call:
-            first = await anext(aiter(requests), None)
-            if first is None:
+        """One response per frame; stream-level errors (a malformed message among them) end
+        the stream with a status."""
+        with self._observe("Stream", context, stream=True) as call:
+            data = await anext(aiter(requests), None)
+            if data is None:
                 return
+            first = convert.parse(classify_pb2.StreamRequest, data)
             if not first.HasField("options"):
                 raise InvalidRequestError("the first message of a stream must be its options")
             options = first.options
@@ -105,7 +111,8 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
             self.dataplane.resolve(settings.tasks)  # unknown or unready models end it now
 
             async def frames() -> AsyncIterator[FrameIn]:
-                async for item in requests:
+                async for data in requests:
+                    item = convert.parse(classify_pb2.StreamRequest, data)
                     if not item.HasField("frame"):
                         raise InvalidRequestError("options may only come as the first message")
                     frame = item.frame
