@@ -40,7 +40,11 @@ FIXED_AT_START = (
     "max_message_bytes", "upstream_timeout_s", "upstream_keepalive_time_ms",
     "upstream_keepalive_timeout_ms", "upstream_retry_attempts",
     "upstream_retry_initial_backoff_ms", "upstream_retry_max_backoff_ms",
+    "max_connection_age_s", "max_streams_per_connection",
+    "upstream_reconnect_initial_backoff_ms", "upstream_reconnect_max_backoff_ms",
 )  # fmt: skip
+# gRPC reads INT_MAX as "no limit" for its millisecond settings.
+GRPC_UNLIMITED_MS = 2**31 - 1
 
 
 def build_upstream(
@@ -131,8 +135,12 @@ class GatewayServer:
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.max_connection_age_ms", 5 * 60 * 1000),
-                ("grpc.max_connection_age_grace_ms", int(config.shutdown_grace_s * 1000)),
+                # After its age a connection gets a GOAWAY, so the caller's next calls open a
+                # new one (and rebalance); the calls and streams it carries go on, without a
+                # limit (DECISIONS 25): only stop()'s own grace bounds them at shutdown.
+                ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", GRPC_UNLIMITED_MS),
+                ("grpc.max_concurrent_streams", config.max_streams_per_connection),
             ],
         )
         servicer = ImageGatewayServicer(self.dataplane, self.calls)

@@ -1,0 +1,90 @@
+"""Streams and readiness in process (issue 15): connection-age rebalancing never cuts a stream,
+the stream caps and idle timeout, and readiness that follows TF Serving's signals — on a real
+gateway (gRPC on a free port) in front of an in-memory TF Serving."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import time
+from collections.abc import Awaitable, Callable
+
+import grpc
+import grpc.aio
+from PIL import Image
+from prometheus_client import CollectorRegistry
+
+from gateway._proto import classify_pb2, classify_pb2_grpc
+from gateway.config import GatewayConfig, ModelSettings
+from gateway.server import GatewayServer, create_server
+from tests.fakes import FakeUpstream, classifier
+
+Stub = classify_pb2_grpc.ImageGatewayStub
+
+
+def png(colour: tuple[int, int, int] = (255, 0, 0)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8), colour).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def options() -> classify_pb2.StreamRequest:
+    task = classify_pb2.ModelTask(model=classify_pb2.ModelRef(name="colors"), top_k=1)
+    return classify_pb2.StreamRequest(options=classify_pb2.StreamOptions(tasks=[task]))
+
+
+def frame(frame_id: int) -> classify_pb2.StreamRequest:
+    return classify_pb2.StreamRequest(frame=classify_pb2.Frame(frame_id=frame_id, image=png()))
+
+
+def classify_request() -> classify_pb2.ClassifyRequest:
+    return classify_pb2.ClassifyRequest(model=classify_pb2.ModelRef(name="colors"), image=png())
+
+
+def with_gateway(
+    test: Callable[[GatewayServer, FakeUpstream, Stub], Awaitable[None]], **settings: object
+) -> None:
+    async def main() -> None:
+        upstream = FakeUpstream(classifier("colors"))
+        config = GatewayConfig(
+            host="127.0.0.1", port=0, http_port=-1, metrics_port=-1, status_poll_s=3600,
+            models=(ModelSettings("colors"),), **settings,  # type: ignore[arg-type]
+        )  # fmt: skip
+        server = create_server(config, registry=CollectorRegistry(), upstream=upstream)
+        await server.start()
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                await test(server, upstream, Stub(channel))
+        finally:
+            upstream.release()
+            await server.stop(grace=0)
+
+    asyncio.run(main())
+
+
+def test_a_stream_outlives_several_connection_ages_and_new_calls_still_succeed() -> None:
+    """Before issue 15 the age's grace was shutdown_grace_s: this stream died at ~2 s."""
+
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        call = stub.Stream()
+        await call.write(options())
+        started = time.monotonic()
+        answered = 0
+        # Pace the frames over ~4 connection ages (1 s each): time passing is the subject.
+        while time.monotonic() - started < 4.0:
+            await call.write(frame(answered))
+            response = await call.read()
+            assert response.WhichOneof("message") == "result", response
+            assert response.result.frame_id == answered
+            answered += 1
+            await asyncio.sleep(0.25)
+        # The connection got its GOAWAY long ago: unary calls go over a new one.
+        for _ in range(3):
+            reply = await stub.Classify(classify_request(), timeout=5)
+            assert reply.classifications[0].class_id == 0  # red
+        await call.done_writing()
+        assert await call.read() == grpc.aio.EOF
+        assert await call.code() == grpc.StatusCode.OK
+        assert answered >= 12
+
+    with_gateway(test, max_connection_age_s=1.0, shutdown_grace_s=1.0)
