@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -67,6 +67,8 @@ def build_upstream(
         retry_attempts=config.upstream_retry_attempts,
         retry_initial_backoff_ms=config.upstream_retry_initial_backoff_ms,
         retry_max_backoff_ms=config.upstream_retry_max_backoff_ms,
+        reconnect_initial_backoff_ms=config.upstream_reconnect_initial_backoff_ms,
+        reconnect_max_backoff_ms=config.upstream_reconnect_max_backoff_ms,
     )
     return UpstreamClient(options, credentials)
 
@@ -101,6 +103,7 @@ class GatewayServer:
         self._http: web.AppRunner | None = None
         self._metrics_server: Any = None
         self._poller: asyncio.Task[None] | None = None
+        self._watchers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
         self._stop_requested = asyncio.Event()
 
@@ -174,6 +177,10 @@ class GatewayServer:
     async def _start_poller(self) -> None:
         await self.poll_once()
         self._poller = asyncio.create_task(self._poll_forever())
+        self._watchers = [
+            asyncio.create_task(self._watch_upstream()),
+            asyncio.create_task(self._publish_changes()),
+        ]
 
     # --- running -----------------------------------------------------------------------------
 
@@ -235,6 +242,36 @@ class GatewayServer:
             except Exception:
                 log.exception("polling TF Serving for model status failed")
 
+    async def _watch_upstream(self) -> None:
+        """Readiness between polls (DECISIONS 26): the gRPC channel's connectivity, or for
+        any other upstream a light status probe every ``upstream_probe_s``. Failed calls are
+        the other signal (the data plane reports them to the catalogue)."""
+        catalog = self.dataplane.catalog
+        if isinstance(self.upstream, UpstreamClient):
+            async for reachable in self.upstream.connectivity():
+                if reachable:
+                    await self._guarded(self.dataplane.refresh())
+                else:
+                    catalog.unreachable(f"upstream: cannot connect to {self.config.upstream}")
+            return
+        while True:
+            await asyncio.sleep(self.config.upstream_probe_s)
+            await self._guarded(catalog.probe(timeout=max(1.0, self.config.upstream_probe_s)))
+
+    async def _publish_changes(self) -> None:
+        changed = self.dataplane.catalog.changed
+        while True:
+            await changed.wait()
+            changed.clear()
+            await self.readiness.publish(self.dataplane.models.values())
+
+    @staticmethod
+    async def _guarded(check: Awaitable[None]) -> None:
+        try:
+            await check
+        except Exception:
+            log.exception("checking TF Serving for readiness failed")
+
     # --- shutdown ----------------------------------------------------------------------------
 
     def request_stop(self) -> None:
@@ -245,6 +282,8 @@ class GatewayServer:
         await self.readiness.stopping()
         if self._poller is not None:
             self._poller.cancel()
+        for task in self._watchers:
+            task.cancel()
         # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
         await asyncio.sleep(self.config.shutdown_delay_s)
         grace = self.config.shutdown_grace_s if grace is None else grace

@@ -11,13 +11,19 @@ from collections.abc import Awaitable, Callable
 
 import grpc
 import grpc.aio
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.config import GatewayConfig, ModelSettings
 from gateway.server import GatewayServer, create_server
-from tests.fakes import FakeUpstream, classifier
+from gateway.tfserving.client import GET_MODEL_STATUS
+from tests.fakes import FakeUpstream, classifier, unavailable
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 Stub = classify_pb2_grpc.ImageGatewayStub
 
@@ -88,3 +94,47 @@ def test_a_stream_outlives_several_connection_ages_and_new_calls_still_succeed()
         assert answered >= 12
 
     with_gateway(test, max_connection_age_s=1.0, shutdown_grace_s=1.0)
+
+
+async def eventually(condition: Callable[[], Awaitable[bool]], within: float) -> float:
+    """Seconds until ``condition`` holds, polled every 20 ms; fails after ``within`` s."""
+    began = time.monotonic()
+    while not await condition():
+        assert time.monotonic() - began < within, f"never held within {within} s"
+        await asyncio.sleep(0.02)
+    return time.monotonic() - began
+
+
+async def readiness(server: GatewayServer) -> int:
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        request = health_pb2.HealthCheckRequest(service="")
+        return int((await health_pb2_grpc.HealthStub(channel).Check(request)).status)
+
+
+def test_readiness_follows_the_upstream_probe_both_ways_between_polls() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        assert await readiness(server) == SERVING
+        upstream.fail("status", unavailable(method=GET_MODEL_STATUS))  # one failed probe
+        await eventually(lambda: is_(server, NOT_SERVING), within=1.0)
+        assert not server.ready
+        await eventually(lambda: is_(server, SERVING), within=1.0)  # the next probe passes
+        assert server.ready
+
+    with_gateway(test, upstream_probe_s=0.05)
+
+
+def test_predicts_failing_unavailable_make_the_gateway_not_ready_at_the_threshold() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        upstream.fail("send", *(unavailable() for _ in range(3)))
+        for attempt in range(3):
+            assert await readiness(server) == SERVING, attempt
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Classify(classify_request(), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        await eventually(lambda: is_(server, NOT_SERVING), within=1.0)
+
+    with_gateway(test, upstream_probe_s=3600, unready_after_failures=3)
+
+
+async def is_(server: GatewayServer, status: int) -> bool:
+    return await readiness(server) == status
