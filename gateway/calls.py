@@ -20,7 +20,13 @@ from types import TracebackType
 
 import grpc
 
-from gateway.errors import GatewayError, InternalError, OverloadedError
+from gateway.errors import (
+    GatewayError,
+    InternalError,
+    OverloadedError,
+    StreamIdleError,
+    TooManyStreamsError,
+)
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -68,9 +74,25 @@ class Call:
 
 
 class Calls:
-    def __init__(self, metrics: Metrics, max_in_flight: int) -> None:
+    def __init__(self, metrics: Metrics, max_in_flight: int, max_streams: int = 256) -> None:
         self.metrics = metrics
         self.admission = Admission(metrics, max_in_flight)
+        self.max_streams = max_streams
+        self.streams = 0
+
+    @contextlib.contextmanager
+    def stream_admitted(self) -> Iterator[None]:
+        """Hold one of ``max_streams`` places while a stream is open, or raise
+        TooManyStreamsError at once (inside ``observe``, like ``admitted``)."""
+        if self.streams >= self.max_streams:
+            raise TooManyStreamsError(
+                f"the gateway is at its limit of {self.max_streams} open streams"
+            )
+        self.streams += 1
+        try:
+            yield
+        finally:
+            self.streams -= 1
 
     def admitted(self) -> contextlib.AbstractContextManager[None]:
         """Hold an in-flight place for the body, or raise OverloadedError (inside ``observe``,
@@ -112,6 +134,8 @@ class Observed:
             metrics.streams_active.dec()
         if isinstance(exc, GatewayError):
             call.error = exc
+            if isinstance(exc, StreamIdleError):
+                metrics.streams_idle_ended.inc()
         elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
             call.cancelled = True
         elif isinstance(exc, Exception):

@@ -117,7 +117,7 @@ class GatewayServer:
         self._prepare_process()
         self.upstream = self._upstream or build_upstream(self.config, self._upstream_credentials)
         self.dataplane = DataPlane(self.config, self.upstream, self.metrics, self._executor)
-        self.calls = Calls(self.metrics, self.config.max_in_flight)
+        self.calls = Calls(self.metrics, self.config.max_in_flight, self.config.max_streams)
         await self.readiness.starting()
         await self._start_grpc()
         await self._start_http()
@@ -224,6 +224,7 @@ class GatewayServer:
         fixed = {name: getattr(self.config, name) for name in FIXED_AT_START}
         self.config = dataclasses.replace(config, **fixed)
         self.calls.admission.limit = config.max_in_flight
+        self.calls.max_streams = config.max_streams
         self.metrics.in_flight_limit.set(config.max_in_flight)
         await self.poll_once()
         log.info("config reloaded: models %s", ", ".join(m.name for m in config.models))

@@ -138,3 +138,75 @@ def test_predicts_failing_unavailable_make_the_gateway_not_ready_at_the_threshol
 
 async def is_(server: GatewayServer, status: int) -> bool:
     return await readiness(server) == status
+
+
+async def open_stream(stub: Stub) -> grpc.aio.StreamStreamCall:
+    """A stream with its options sent and one frame answered: admitted and running."""
+    call = stub.Stream()
+    await call.write(options())
+    await call.write(frame(0))
+    assert (await call.read()).result.frame_id == 0
+    return call
+
+
+def test_a_stream_over_max_streams_is_refused_at_once_and_a_freed_place_is_reused() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        first, second = await open_stream(stub), await open_stream(stub)
+        refused = stub.Stream()
+        await refused.write(options())
+        assert await refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert await refused.details() == "the gateway is at its limit of 2 open streams"
+        await first.done_writing()
+        assert await first.code() == grpc.StatusCode.OK
+        third = await open_stream(stub)
+        for call in (second, third):
+            await call.done_writing()
+            assert await call.code() == grpc.StatusCode.OK
+
+    with_gateway(test, max_streams=2)
+
+
+def idle_timeouts(server: GatewayServer) -> float | None:
+    return server.registry.get_sample_value("tfs_gateway_streams_idle_timeouts_total")
+
+
+def test_a_stream_that_sends_no_options_ends_deadline_exceeded_and_is_counted() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        call = stub.Stream()
+        assert await call.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert (
+            await call.details() == "the stream sent no options for 0.3 s (stream_idle_timeout_s)"
+        )
+        assert idle_timeouts(server) == 1
+
+    with_gateway(test, stream_idle_timeout_s=0.3)
+
+
+def test_a_stream_that_goes_silent_after_its_answers_ends_deadline_exceeded() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        call = await open_stream(stub)
+        assert await call.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert await call.details() == "the stream sent nothing for 0.3 s (stream_idle_timeout_s)"
+        assert idle_timeouts(server) == 1
+        counted = server.registry.get_sample_value(
+            "tfs_gateway_requests_total",
+            {"method": "Stream", "model": "colors", "code": "DEADLINE_EXCEEDED"},
+        )
+        assert counted == 1
+
+    with_gateway(test, stream_idle_timeout_s=0.3)
+
+
+def test_a_frame_in_flight_longer_than_the_idle_timeout_is_answered_not_cut() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        call = stub.Stream()
+        await call.write(options())
+        upstream.hold()
+        await call.write(frame(7))
+        await upstream.wait_sent(1)
+        await asyncio.sleep(0.6)  # twice the idle timeout, with the frame in flight: the subject
+        upstream.release()
+        assert (await call.read()).result.frame_id == 7
+        assert await call.code() == grpc.StatusCode.DEADLINE_EXCEEDED  # silent afterwards
+
+    with_gateway(test, stream_idle_timeout_s=0.3)

@@ -14,7 +14,7 @@ from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.calls import Call, Calls
 from gateway.dataplane import DataPlane
 from gateway.errors import InvalidRequestError
-from gateway.streaming import FrameIn, process_stream
+from gateway.streaming import FrameIn, first_message, process_stream
 from gateway.transport import convert
 
 if TYPE_CHECKING:
@@ -92,8 +92,12 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         context: Context,
     ) -> AsyncIterator[classify_pb2.StreamResponse]:
         """One response per frame; stream-level errors end the stream with a status."""
-        with self.calls.observe("Stream", stream=True) as call:
-            first = await anext(aiter(requests), None)
+        idle_s = self.dataplane.config.stream_idle_timeout_s
+        with (
+            self.calls.observe("Stream", stream=True) as call,
+            self.calls.stream_admitted(),
+        ):
+            first = await first_message(requests, idle_s)
             if first is None:
                 return
             if not first.HasField("options"):
@@ -112,7 +116,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
                     yield FrameIn(frame.frame_id, frame.image, frame.timestamp_us)
 
             outcomes = process_stream(
-                self.dataplane, self.calls, frames(), settings, context.time_remaining
+                self.dataplane, self.calls, frames(), settings, context.time_remaining, idle_s
             )
             async for outcome in outcomes:
                 yield convert.stream_response(outcome)
