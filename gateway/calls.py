@@ -20,7 +20,13 @@ from types import TracebackType
 
 import grpc
 
-from gateway.errors import GatewayError, InternalError, OverloadedError
+from gateway.errors import (
+    GatewayError,
+    InternalError,
+    OverloadedError,
+    StreamIdleError,
+    TooManyStreamsError,
+)
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -83,9 +89,31 @@ def deadline_after(seconds: float | None) -> float | None:
 
 
 class Calls:
-    def __init__(self, metrics: Metrics, max_in_flight: int, retry_after_ms: int = 1000) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        max_in_flight: int,
+        retry_after_ms: int = 1000,
+        max_streams: int = 256,
+    ) -> None:
         self.metrics = metrics
         self.admission = Admission(metrics, max_in_flight, retry_after_ms)
+        self.max_streams = max_streams
+        self.streams = 0
+
+    @contextlib.contextmanager
+    def stream_admitted(self) -> Iterator[None]:
+        """Hold one of ``max_streams`` places while a stream is open, or raise
+        TooManyStreamsError at once (inside ``observe``, like ``admitted``)."""
+        if self.streams >= self.max_streams:
+            raise TooManyStreamsError(
+                f"the gateway is at its limit of {self.max_streams} open streams"
+            )
+        self.streams += 1
+        try:
+            yield
+        finally:
+            self.streams -= 1
 
     def admitted(self) -> contextlib.AbstractContextManager[None]:
         """Hold an in-flight place for the body, or raise OverloadedError (inside ``observe``,
@@ -134,6 +162,8 @@ class Observed:
             metrics.streams_active.dec()
         if isinstance(exc, GatewayError):
             call.error = exc
+            if isinstance(exc, StreamIdleError):
+                metrics.streams_idle_ended.inc()
         elif isinstance(exc, asyncio.CancelledError | GeneratorExit):
             call.cancelled = True
             call.deadline_passed = call.deadline is not None and time.monotonic() >= call.deadline

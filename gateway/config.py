@@ -116,6 +116,14 @@ class GatewayConfig:
     # issue 15: a caller shed at the in-flight limit is told to come back after this long
     # (gRPC's grpc-retry-pushback-ms trailer; HTTP's Retry-After, in whole seconds).
     retry_after_ms: int = 1000
+    # issue 15: streams and readiness
+    max_connection_age_s: float = 300.0  # GOAWAY after this: new calls rebalance, streams go on
+    max_streams: int = 256  # streams open at once, over all connections
+    max_streams_per_connection: int = 100  # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
+    stream_idle_timeout_s: float = 60.0  # a stream that sends nothing this long is ended
+    upstream_reconnect_initial_backoff_ms: int = 1000  # gRPC upstream: first reconnect pause
+    upstream_reconnect_max_backoff_ms: int = 5000  # and the longest, however long the outage
+    upstream_probe_s: float = 1.0  # REST upstream: GET /v1/models/NAME this often, for readiness
 
     def model(self, name: str) -> ModelSettings | None:
         return next((m for m in self.models if m.name == name), None)
@@ -149,6 +157,14 @@ _GATEWAY_RULES: tuple[Rule, ...] = (
     ("shutdown_delay_s", lambda v: v >= 0, "at least 0"),
     ("heap_top_pad_bytes", lambda v: v >= 0, "at least 0"),
     ("retry_after_ms", lambda v: 0 <= v <= 3_600_000, "in 0..3600000 (at most an hour)"),
+    # issue 15: streams and readiness
+    ("max_connection_age_s", lambda v: 1 <= v <= 2_000_000, "in 1..2000000 (gRPC takes int ms)"),
+    ("max_streams", lambda v: v >= 1, "at least 1"),
+    ("max_streams_per_connection", lambda v: v >= 1, "at least 1"),
+    ("stream_idle_timeout_s", lambda v: v > 0, "above 0"),
+    ("upstream_reconnect_initial_backoff_ms", lambda v: v >= 100, "at least 100"),
+    ("upstream_reconnect_max_backoff_ms", lambda v: v >= 100, "at least 100"),
+    ("upstream_probe_s", lambda v: v > 0, "above 0"),
 )
 _MODEL_RULES: tuple[Rule, ...] = (
     ("top_k", lambda v: v >= 1, "at least 1"),
@@ -258,6 +274,13 @@ def _validate(config: GatewayConfig, place: Place) -> None:
             f"{place('upstream_retry_max_backoff_ms')}: must be at least "
             f"upstream_retry_initial_backoff_ms ({config.upstream_retry_initial_backoff_ms}), "
             f"not {config.upstream_retry_max_backoff_ms}"
+        )
+    if config.upstream_reconnect_max_backoff_ms < config.upstream_reconnect_initial_backoff_ms:
+        raise ConfigError(
+            f"{place('upstream_reconnect_max_backoff_ms')}: must be at least "
+            "upstream_reconnect_initial_backoff_ms "
+            f"({config.upstream_reconnect_initial_backoff_ms}), "
+            f"not {config.upstream_reconnect_max_backoff_ms}"
         )
 
 

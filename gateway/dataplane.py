@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+import grpc
 import numpy as np
 
 from gateway.batching import Batcher
@@ -203,6 +204,8 @@ class DataPlane:
             return await self.upstream.send(prepared.input.data, job.ref, timeout_s)
         except UpstreamError as error:
             self.metrics.upstream_errors.labels(job.served.name, error.code.name).inc()
+            if error.code == grpc.StatusCode.UNAVAILABLE:  # a readiness signal, like a probe
+                self.catalog.call_failed(job.served.name, error)
             raise for_caller(error, job.served.name) from None
 
     async def _infer(

@@ -85,6 +85,19 @@ class OverloadedError(GatewayError):
         self.retry_after_ms = retry_after_ms
 
 
+class TooManyStreamsError(GatewayError):
+    """The gateway is at its limit of open streams (``max_streams``)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class StreamIdleError(GatewayError):
+    """A stream sent nothing (no options, or no frame while none was in flight) for
+    ``stream_idle_timeout_s``."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
 class ModelNotFoundError(GatewayError):
     """An unknown model, version or version label."""
 

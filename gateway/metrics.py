@@ -110,6 +110,12 @@ class Metrics:
             ["outcome"],
             registry=registry,
         )
+        self.streams_idle_ended = Counter(
+            "tfs_gateway_streams_idle_timeouts",
+            "Streams ended with DEADLINE_EXCEEDED because they sent nothing for "
+            "stream_idle_timeout_s.",
+            registry=registry,
+        )
         self.stream_in_flight = Histogram(
             "tfs_gateway_stream_frames_in_flight",
             "Frames of one stream in flight, observed each time a frame starts.",

@@ -8,6 +8,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 
+import grpc
 from google.protobuf import text_format
 
 from gateway.choices import Color, ResizeMode
@@ -18,6 +19,7 @@ from gateway.errors import (
     ModelNotFoundError,
     ModelNotReadyError,
     ProfileError,
+    UpstreamError,
 )
 from gateway.labels import load_labels
 from gateway.metrics import Metrics
@@ -121,6 +123,9 @@ class ModelCatalog:
         self.upstream = upstream
         self.metrics = metrics
         self.models: dict[str, ServedModel] = {}
+        # Set whenever a model's readiness changes between polls (a failed call, the channel,
+        # a probe): the server then publishes readiness at once.
+        self.changed = asyncio.Event()
         self.reconfigure(config)
 
     def reconfigure(self, config: GatewayConfig) -> None:
@@ -176,12 +181,56 @@ class ModelCatalog:
                 )
             served.binding()  # the default signature must be usable
         except GatewayError as error:
-            served.failures += 1
-            served.status_message = error.message
-            if served.metadata is None or served.failures >= self.config.unready_after_failures:
-                served.ready = False
-            if isinstance(error, ProfileError):
-                served.ready = False
+            self._failed(served, error.message, at_once=isinstance(error, ProfileError))
         else:
-            served.failures, served.ready, served.status_message = 0, True, "ready"
-        self.metrics.model_ready.labels(served.name).set(1 if served.ready else 0)
+            self._set(served, True, "ready")
+
+    async def probe(self, timeout: float) -> None:
+        """A light check of every model (its status only), for readiness between polls: a
+        model TF Serving cannot be reached for is not ready at once; one that is ready again is
+        refreshed in full (its signature may have changed while it was away)."""
+        await asyncio.gather(*(self._probe(m, timeout) for m in self.models.values()))
+
+    async def _probe(self, served: ServedModel, timeout: float) -> None:
+        if not served.ready:
+            await self._refresh(served)
+            return
+        try:
+            statuses = await self.upstream.status(ModelRef(served.name), timeout)
+            if not any(s.state == VersionState.AVAILABLE for s in statuses):
+                raise ModelNotReadyError("TF Serving has no AVAILABLE version")
+        except UpstreamError as error:
+            unreachable = error.code == grpc.StatusCode.UNAVAILABLE
+            self._failed(served, error.message, at_once=unreachable)
+        except GatewayError as error:
+            self._failed(served, error.message)
+        else:
+            served.failures = 0
+
+    def call_failed(self, name: str, error: UpstreamError) -> None:
+        """A call to TF Serving for this model failed with UNAVAILABLE: one more failure
+        towards the threshold (TF Serving also answers UNAVAILABLE when its queue is full)."""
+        served = self.models.get(name)
+        if served is not None:
+            self._failed(served, error.message)
+
+    def unreachable(self, message: str) -> None:
+        """TF Serving cannot be reached at all (the channel cannot connect): no model is ready."""
+        for served in self.models.values():
+            self._failed(served, message, at_once=True)
+
+    def _failed(self, served: ServedModel, message: str, at_once: bool = False) -> None:
+        served.failures += 1
+        served.status_message = message
+        threshold = served.failures >= self.config.unready_after_failures
+        if at_once or threshold or served.metadata is None:
+            self._set(served, False, message)
+
+    def _set(self, served: ServedModel, ready: bool, message: str) -> None:
+        if ready:
+            served.failures = 0
+        if served.ready != ready:
+            log.info("model %s: %s", served.name, "ready" if ready else f"not ready: {message}")
+            self.changed.set()
+        served.ready, served.status_message = ready, message
+        self.metrics.model_ready.labels(served.name).set(1 if ready else 0)

@@ -9,7 +9,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -40,7 +40,11 @@ FIXED_AT_START = (
     "max_message_bytes", "upstream_timeout_s", "upstream_keepalive_time_ms",
     "upstream_keepalive_timeout_ms", "upstream_retry_attempts",
     "upstream_retry_initial_backoff_ms", "upstream_retry_max_backoff_ms",
+    "max_connection_age_s", "max_streams_per_connection",
+    "upstream_reconnect_initial_backoff_ms", "upstream_reconnect_max_backoff_ms",
 )  # fmt: skip
+# gRPC reads INT_MAX as "no limit" for its millisecond settings.
+GRPC_UNLIMITED_MS = 2**31 - 1
 
 
 def build_upstream(
@@ -63,6 +67,8 @@ def build_upstream(
         retry_attempts=config.upstream_retry_attempts,
         retry_initial_backoff_ms=config.upstream_retry_initial_backoff_ms,
         retry_max_backoff_ms=config.upstream_retry_max_backoff_ms,
+        reconnect_initial_backoff_ms=config.upstream_reconnect_initial_backoff_ms,
+        reconnect_max_backoff_ms=config.upstream_reconnect_max_backoff_ms,
     )
     return UpstreamClient(options, credentials)
 
@@ -97,6 +103,7 @@ class GatewayServer:
         self._http: web.AppRunner | None = None
         self._metrics_server: Any = None
         self._poller: asyncio.Task[None] | None = None
+        self._watchers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
         self._stop_requested = asyncio.Event()
 
@@ -110,7 +117,12 @@ class GatewayServer:
         self._prepare_process()
         self.upstream = self._upstream or build_upstream(self.config, self._upstream_credentials)
         self.dataplane = DataPlane(self.config, self.upstream, self.metrics, self._executor)
-        self.calls = Calls(self.metrics, self.config.max_in_flight, self.config.retry_after_ms)
+        self.calls = Calls(
+            self.metrics,
+            self.config.max_in_flight,
+            retry_after_ms=self.config.retry_after_ms,
+            max_streams=self.config.max_streams,
+        )
         await self.readiness.starting()
         await self._start_grpc()
         await self._start_http()
@@ -131,8 +143,12 @@ class GatewayServer:
             options=[
                 ("grpc.max_receive_message_length", config.max_message_bytes),
                 ("grpc.max_send_message_length", config.max_message_bytes),
-                ("grpc.max_connection_age_ms", 5 * 60 * 1000),
-                ("grpc.max_connection_age_grace_ms", int(config.shutdown_grace_s * 1000)),
+                # After its age a connection gets a GOAWAY, so the caller's next calls open a
+                # new one (and rebalance); the calls and streams it carries go on, without a
+                # limit (DECISIONS 25): only stop()'s own grace bounds them at shutdown.
+                ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
+                ("grpc.max_connection_age_grace_ms", GRPC_UNLIMITED_MS),
+                ("grpc.max_concurrent_streams", config.max_streams_per_connection),
             ],
         )
         servicer = ImageGatewayServicer(self.dataplane, self.calls)
@@ -166,6 +182,10 @@ class GatewayServer:
     async def _start_poller(self) -> None:
         await self.poll_once()
         self._poller = asyncio.create_task(self._poll_forever())
+        self._watchers = [
+            asyncio.create_task(self._watch_upstream()),
+            asyncio.create_task(self._publish_changes()),
+        ]
 
     # --- running -----------------------------------------------------------------------------
 
@@ -210,6 +230,7 @@ class GatewayServer:
         self.config = dataclasses.replace(config, **fixed)
         self.calls.admission.limit = config.max_in_flight
         self.calls.admission.retry_after_ms = config.retry_after_ms
+        self.calls.max_streams = config.max_streams
         self.metrics.in_flight_limit.set(config.max_in_flight)
         await self.poll_once()
         log.info("config reloaded: models %s", ", ".join(m.name for m in config.models))
@@ -228,6 +249,36 @@ class GatewayServer:
             except Exception:
                 log.exception("polling TF Serving for model status failed")
 
+    async def _watch_upstream(self) -> None:
+        """Readiness between polls (DECISIONS 26): the gRPC channel's connectivity, or for
+        any other upstream a light status probe every ``upstream_probe_s``. Failed calls are
+        the other signal (the data plane reports them to the catalogue)."""
+        catalog = self.dataplane.catalog
+        if isinstance(self.upstream, UpstreamClient):
+            async for reachable in self.upstream.connectivity():
+                if reachable:
+                    await self._guarded(self.dataplane.refresh())
+                else:
+                    catalog.unreachable(f"upstream: cannot connect to {self.config.upstream}")
+            return
+        while True:
+            await asyncio.sleep(self.config.upstream_probe_s)
+            await self._guarded(catalog.probe(timeout=max(1.0, self.config.upstream_probe_s)))
+
+    async def _publish_changes(self) -> None:
+        changed = self.dataplane.catalog.changed
+        while True:
+            await changed.wait()
+            changed.clear()
+            await self.readiness.publish(self.dataplane.models.values())
+
+    @staticmethod
+    async def _guarded(check: Awaitable[None]) -> None:
+        try:
+            await check
+        except Exception:
+            log.exception("checking TF Serving for readiness failed")
+
     # --- shutdown ----------------------------------------------------------------------------
 
     def request_stop(self) -> None:
@@ -238,6 +289,8 @@ class GatewayServer:
         await self.readiness.stopping()
         if self._poller is not None:
             self._poller.cancel()
+        for task in self._watchers:
+            task.cancel()
         # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
         await asyncio.sleep(self.config.shutdown_delay_s)
         grace = self.config.shutdown_grace_s if grace is None else grace

@@ -13,14 +13,26 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.calls import Calls
 from gateway.dataplane import DataPlane
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, StreamIdleError
 from gateway.inference import InferenceResult, Task
 
 STREAM_FRAME = "StreamFrame"  # the method frames are counted under, beside their "Stream"
+T = TypeVar("T")
+
+
+async def first_message(messages: AsyncIterator[T], idle_timeout_s: float) -> T | None:
+    """A stream's first message (its options), None if it ends first; StreamIdleError if it
+    sends nothing for ``idle_timeout_s``."""
+    try:
+        return await asyncio.wait_for(anext(aiter(messages), None), idle_timeout_s)
+    except TimeoutError:
+        raise StreamIdleError(
+            f"the stream sent no options for {idle_timeout_s:g} s (stream_idle_timeout_s)"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +119,14 @@ async def process_stream(
     frames: AsyncIterator[FrameIn],
     settings: StreamSettings,
     time_remaining: Callable[[], float | None] = lambda: None,
+    idle_timeout_s: float | None = None,
 ) -> AsyncIterator[FrameOut]:
-    """Run ``settings.tasks`` on every frame; yield one FrameOut per frame."""
+    """Run ``settings.tasks`` on every frame; yield one FrameOut per frame. With
+    ``idle_timeout_s``, a stream that sends no frame for that long while none of its frames
+    is in flight (or was answered in that time) ends with StreamIdleError."""
     metrics = dataplane.metrics
+    loop = asyncio.get_running_loop()
+    last_activity = loop.time()
     out: asyncio.Queue[FrameOut | None] = asyncio.Queue(maxsize=settings.window + 2)
     emitter = _Emitter(out, settings.ordered)
     window = _Window(settings.window)
@@ -125,9 +142,11 @@ async def process_stream(
         return FrameOut(frame.frame_id, frame.timestamp_us, results=results, error=call.error)
 
     async def work(seq: int, frame: FrameIn) -> None:
+        nonlocal last_activity
         try:
             await emitter.emit(seq, await outcome_of(frame))  # the place is held until emitted
         finally:
+            last_activity = loop.time()
             window.give()
             if waiting:  # drop-stale: the newest waiting frame takes the freed place
                 start(*waiting.pop())
@@ -139,9 +158,33 @@ async def process_stream(
         running.add(task)
         task.add_done_callback(running.discard)
 
+    async def next_frame(iterator: AsyncIterator[FrameIn]) -> FrameIn | None:
+        if idle_timeout_s is None:
+            return await anext(iterator, None)
+        pending = asyncio.ensure_future(anext(iterator, None))
+        try:
+            while True:
+                busy = window.used > 0 or bool(waiting)
+                left = idle_timeout_s if busy else last_activity + idle_timeout_s - loop.time()
+                done, _ = await asyncio.wait({pending}, timeout=max(left, 0))
+                if done:
+                    return pending.result()
+                if (
+                    not (window.used > 0 or waiting)
+                    and loop.time() - last_activity >= idle_timeout_s
+                ):
+                    raise StreamIdleError(
+                        f"the stream sent nothing for {idle_timeout_s:g} s (stream_idle_timeout_s)"
+                    )
+        finally:
+            pending.cancel()
+
     async def read() -> None:
+        nonlocal last_activity
         seq = 0
-        async for frame in frames:
+        iterator = aiter(frames)
+        while (frame := await next_frame(iterator)) is not None:
+            last_activity = loop.time()
             metrics.stream_frames.labels("received").inc()
             if not settings.drop_stale:
                 await window.until(lambda: not window.full)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Protocol, TypeVar
@@ -41,6 +41,7 @@ GET_MODEL_METADATA = "/tensorflow.serving.PredictionService/GetModelMetadata"
 GET_MODEL_STATUS = "/tensorflow.serving.ModelService/GetModelStatus"
 
 SIGNATURE_DEF_MAP_TYPE = "type.googleapis.com/tensorflow.serving.SignatureDefMap"
+_UNREACHABLE = (grpc.ChannelConnectivity.TRANSIENT_FAILURE, grpc.ChannelConnectivity.SHUTDOWN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,11 @@ class UpstreamOptions:
     retry_attempts: int = 3
     retry_initial_backoff_ms: int = 20  # doubles per attempt, up to the max; randomised by gRPC
     retry_max_backoff_ms: int = 500
+    # After a lost connection gRPC reconnects after 1 s, then 1.6 times longer each time, never
+    # waiting more than the max: a TF Serving that comes back is found within ~5 s (gRPC's
+    # own default max is 120 s). The min bounds each connect attempt's own timeout.
+    reconnect_initial_backoff_ms: int = 1000
+    reconnect_max_backoff_ms: int = 5000
     extra_channel_options: tuple[tuple[str, object], ...] = field(default=())
 
     def channel_target(self) -> str:
@@ -96,6 +102,9 @@ class UpstreamOptions:
             ("grpc.keepalive_time_ms", self.keepalive_time_ms),
             ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
             ("grpc.service_config", json.dumps(service_config)),
+            ("grpc.initial_reconnect_backoff_ms", self.reconnect_initial_backoff_ms),
+            ("grpc.max_reconnect_backoff_ms", self.reconnect_max_backoff_ms),
+            ("grpc.min_reconnect_backoff_ms", self.reconnect_initial_backoff_ms),
             *self.extra_channel_options,
         ]
 
@@ -192,6 +201,24 @@ class UpstreamClient:
 
     async def close(self) -> None:
         await self._channel.close(None)
+
+    async def connectivity(self) -> AsyncIterator[bool]:
+        """Whether TF Serving can be reached, each time that changes: True when the channel is
+        READY, False when it cannot connect (TRANSIENT_FAILURE). The channel is asked to
+        connect whenever it is idle, so an outage is seen at once, not at the next call."""
+        reachable: bool | None = None
+        state = self._channel.get_state(try_to_connect=True)
+        while True:
+            if state == grpc.ChannelConnectivity.READY and reachable is not True:
+                reachable = True
+                yield True
+            elif state in _UNREACHABLE and reachable is not False:
+                reachable = False
+                yield False
+            if state == grpc.ChannelConnectivity.SHUTDOWN:
+                return  # closed
+            await self._channel.wait_for_state_change(state)
+            state = self._channel.get_state(try_to_connect=True)
 
     async def metadata(self, model: ModelRef, timeout: float | None = None) -> ModelMetadata:
         request = get_model_metadata_pb2.GetModelMetadataRequest(metadata_field=["signature_def"])

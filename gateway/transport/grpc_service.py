@@ -15,7 +15,7 @@ from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.calls import Call, Calls, Observed, deadline_after
 from gateway.dataplane import DataPlane
 from gateway.errors import InvalidRequestError
-from gateway.streaming import FrameIn, process_stream
+from gateway.streaming import FrameIn, first_message, process_stream
 from gateway.transport import convert
 
 if TYPE_CHECKING:
@@ -97,8 +97,12 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
     ) -> AsyncIterator[classify_pb2.StreamResponse]:
         """One response per frame; stream-level errors (a malformed message among them) end
         the stream with a status."""
-        with self._observe("Stream", context, stream=True) as call:
-            data = await anext(aiter(requests), None)
+        idle_s = self.dataplane.config.stream_idle_timeout_s
+        with (
+            self._observe("Stream", context, stream=True) as call,
+            self.calls.stream_admitted(),
+        ):
+            data = await first_message(requests, idle_s)
             if data is None:
                 return
             first = convert.parse(classify_pb2.StreamRequest, data)
@@ -119,7 +123,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
                     yield FrameIn(frame.frame_id, frame.image, frame.timestamp_us)
 
             outcomes = process_stream(
-                self.dataplane, self.calls, frames(), settings, context.time_remaining
+                self.dataplane, self.calls, frames(), settings, context.time_remaining, idle_s
             )
             async for outcome in outcomes:
                 yield convert.stream_response(outcome)
