@@ -77,6 +77,10 @@ class OverloadedError(GatewayError):
     code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class MemoryBudgetError(OverloadedError):
+    """The gateway's budget of decode memory in flight has no room for this image now."""
+
+
 class ModelNotFoundError(GatewayError):
     """An unknown model, version or version label."""
 
