@@ -166,8 +166,8 @@ class DataPlane:
         """Every task on one image: one decode, then the models concurrently.
 
         The memory this takes is reserved first, from the header (see ``memory_budget``): the
-        decode and every task's tensor, held until the tensors are built, or until the
-        annotated images are drawn (each decodes the image again)."""
+        decode, held until the tensors are built (or the annotated images drawn: each decodes
+        the image again), and every task's tensor, held until the call ends."""
         start = time.perf_counter()
         jobs = self.resolve(tasks)
         if not image:
@@ -177,13 +177,13 @@ class DataPlane:
         header = read_header(image, self.limits)  # header only: cheap enough for the loop
         annotating = sum(job.task.annotate is not None for job in jobs)
         decodes = max(annotating, any(not job.binding.profile.encoded for job in jobs))
-        cost = decode_bytes(header) * decodes + sum(_task_bytes(j, header, image) for j in jobs)
+        tensors = sum(_task_bytes(job, header, image) for job in jobs)
         what = f"the {header.width}x{header.height} {header.format} image"
-        with self.budget.reserve(cost, what) as reservation:
+        with self.budget.reserve(decode_bytes(header) * decodes + tensors, what) as reservation:
             loop = asyncio.get_running_loop()
             prepared = await loop.run_in_executor(self.executor, self._prepare, image, jobs)
             if not annotating:
-                reservation.release()  # only the tensors are left, and they are small
+                reservation.keep(tensors)  # the decoded pixels are gone; the tensors go upstream
             for job in jobs:
                 pixels = header.width * header.height
                 self.metrics.for_model(job.served.name).image_pixels.observe(pixels)

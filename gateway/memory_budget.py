@@ -54,9 +54,14 @@ class Reservation:
         self.held = True
 
     def release(self) -> None:
-        if self.held:
-            self.held = False
-            self.budget._give(self)
+        self.keep(0)
+
+    def keep(self, nbytes: int) -> None:
+        """Give back all but ``nbytes`` (e.g. the decode's share once the tensors are built)."""
+        if self.held and nbytes < self.nbytes:
+            self.budget._give(self, self.nbytes - nbytes)
+            self.nbytes = nbytes
+            self.held = nbytes > 0
 
     def __enter__(self) -> Reservation:
         return self
@@ -107,11 +112,11 @@ class MemoryBudget:
                 self.used_by_large += nbytes
         return Reservation(self, nbytes, large)
 
-    def _give(self, reservation: Reservation) -> None:
+    def _give(self, reservation: Reservation, nbytes: int) -> None:
         with self._lock:
-            self.used -= reservation.nbytes
+            self.used -= nbytes
             if reservation.large:
-                self.used_by_large -= reservation.nbytes
+                self.used_by_large -= nbytes
 
 
 def _mib(nbytes: int) -> str:

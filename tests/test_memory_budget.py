@@ -105,14 +105,15 @@ def test_an_image_over_half_the_budget_is_refused_as_too_large() -> None:
 # --- through the data plane -------------------------------------------------------------------
 
 
-def test_the_budget_is_held_until_the_tensor_is_built(executor) -> None:
+def test_pixels_are_given_back_when_the_tensor_is_built_the_tensor_at_the_end(executor) -> None:
     async def test(gateway: Gateway) -> None:
         gateway.upstream.hold()
         call = asyncio.ensure_future(gateway.dataplane.run(png((1, 2, 3)), [COLORS]))
         await gateway.upstream.wait_sent(1)
-        assert gateway.dataplane.budget.used == 0  # waiting upstream holds no pixels
+        assert gateway.dataplane.budget.used == 2 * 8 * 8 * 3  # no pixels: the tensor, twice
         gateway.upstream.release()
         await call
+        assert gateway.dataplane.budget.used == 0
 
     serve(executor, GatewayConfig(models=(ModelSettings("colors"),)), test)
 
