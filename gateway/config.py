@@ -94,9 +94,11 @@ class GatewayConfig:
     port: int = 9000
     metrics_port: int = 9100  # -1: no metrics endpoint
     http_port: int = 8080  # HTTP/JSON API and web page; -1: off
-    max_in_flight: int = 128
-    max_message_bytes: int = 64 * 1024 * 1024
-    max_image_pixels: int = 50_000_000
+    # The defaults add up to <= 1 GiB (DECISIONS 24): 32 calls x 16 MiB messages + 384 MiB of
+    # decode memory + the baseline; see the README's limits table.
+    max_in_flight: int = 32
+    max_message_bytes: int = 16 * 1024 * 1024
+    max_image_pixels: int = 24_000_000
     stream_window: int = 4  # frames of one stream in flight, unless the stream asks otherwise
     max_stream_window: int = 32
     allowed_formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
@@ -112,6 +114,10 @@ class GatewayConfig:
     shutdown_grace_s: float = 10.0  # how long calls in flight may take to finish
     shutdown_delay_s: float = 0.0  # NOT_SERVING this long before new calls are refused
     heap_top_pad_bytes: int = 16 * 1024 * 1024  # glibc M_TOP_PAD; 0: leave malloc alone
+    # issue 15: memory
+    max_decode_bytes_in_flight: int = 384 * 1024 * 1024  # decoded pixels + tensors, gateway-wide
+    max_tasks: int = 16  # models one Analyze request or stream may ask for
+    max_stream_unread_bytes: int = 32 * 1024 * 1024  # responses a stream's reader has not taken
     models: tuple[ModelSettings, ...] = ()
     # issue 15: a caller shed at the in-flight limit is told to come back after this long
     # (gRPC's grpc-retry-pushback-ms trailer; HTTP's Retry-After, in whole seconds).
@@ -165,6 +171,10 @@ _GATEWAY_RULES: tuple[Rule, ...] = (
     ("upstream_reconnect_initial_backoff_ms", lambda v: v >= 100, "at least 100"),
     ("upstream_reconnect_max_backoff_ms", lambda v: v >= 100, "at least 100"),
     ("upstream_probe_s", lambda v: v > 0, "above 0"),
+    # issue 15: memory
+    ("max_decode_bytes_in_flight", lambda v: v >= 1024 * 1024, "at least 1 MiB (1048576)"),
+    ("max_tasks", lambda v: v >= 1, "at least 1"),
+    ("max_stream_unread_bytes", lambda v: v >= 1, "at least 1"),
 )
 _MODEL_RULES: tuple[Rule, ...] = (
     ("top_k", lambda v: v >= 1, "at least 1"),

@@ -19,9 +19,9 @@ import grpc
 import numpy as np
 
 from gateway.batching import Batcher
-from gateway.choices import ModelKind
+from gateway.choices import Color, ModelKind
 from gateway.config import GatewayConfig
-from gateway.decode import DecodeLimits
+from gateway.decode import DecodeLimits, ImageHeader, read_header
 from gateway.errors import (
     InvalidRequestError,
     ModelNotReadyError,
@@ -30,12 +30,14 @@ from gateway.errors import (
     for_caller,
 )
 from gateway.inference import ImageRequest, InferenceResult, Task, Timings
+from gateway.memory_budget import MemoryBudget, decode_bytes
 from gateway.metrics import Metrics
 from gateway.models import ModelCatalog, ServedModel, SignatureBinding
 from gateway.pipeline import Preprocessed, preprocess_many
 from gateway.postprocess import annotate, read_outputs
 from gateway.tfserving.client import Upstream
 from gateway.tfserving.signatures import ModelRef, Prediction
+from gateway.tfserving.tensors import numpy_dtype
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,7 @@ class DataPlane:
         self.executor = executor
         self.catalog = ModelCatalog(config, upstream, metrics)
         self.batchers: dict[str, Batcher] = {}
+        self.budget = MemoryBudget(config.max_decode_bytes_in_flight, config.retry_after_ms)
         self.reconfigure(config)
 
     # --- configuration and models ---------------------------------------------------------
@@ -91,6 +94,8 @@ class DataPlane:
         self.catalog.reconfigure(config)
         self.config = config
         self.limits = DecodeLimits(config.max_image_pixels, config.allowed_formats)
+        self.budget.limit = config.max_decode_bytes_in_flight  # reservations keep their bytes
+        self.budget.retry_after_ms = config.retry_after_ms
         # New batchers take the new settings; batches already queued in the old ones still go
         # out (their timers and tasks hold them).
         self.batchers = {
@@ -136,6 +141,10 @@ class DataPlane:
         """Every task's model and signature, or fail before any work is done."""
         if not tasks:
             raise InvalidRequestError("at least one model is required")
+        if len(tasks) > self.config.max_tasks:
+            raise InvalidRequestError(
+                f"{len(tasks)} tasks is over the gateway's max_tasks of {self.config.max_tasks}"
+            )
         return [self._job(task) for task in tasks]
 
     def _job(self, task: Task) -> Job:
@@ -156,22 +165,33 @@ class DataPlane:
     async def run(
         self, image: bytes, tasks: Sequence[Task], timeout_s: float | None = None
     ) -> list[InferenceResult]:
-        """Every task on one image: one decode, then the models concurrently."""
+        """Every task on one image: one decode, then the models concurrently.
+
+        The memory this takes is reserved first, from the header (see ``memory_budget``): the
+        decode, held until the tensors are built (or the annotated images drawn: each decodes
+        the image again), and every task's tensor, held until the call ends."""
         start = time.perf_counter()
         jobs = self.resolve(tasks)
         if not image:
             raise InvalidRequestError("image is required (the encoded image bytes)")
         for job in jobs:
             self.metrics.for_model(job.served.name).image_bytes.observe(len(image))
-        loop = asyncio.get_running_loop()
-        prepared = await loop.run_in_executor(self.executor, self._prepare, image, jobs)
-        header = prepared[0].pre.header
-        for job in jobs:
-            pixels = header.width * header.height
-            self.metrics.for_model(job.served.name).image_pixels.observe(pixels)
-        return list(
-            await asyncio.gather(*(self._infer(p, image, timeout_s, start) for p in prepared))
-        )
+        header = read_header(image, self.limits)  # header only: cheap enough for the loop
+        annotating = sum(job.task.annotate is not None for job in jobs)
+        decodes = max(annotating, any(not job.binding.profile.encoded for job in jobs))
+        tensors = sum(_task_bytes(job, header, image) for job in jobs)
+        what = f"the {header.width}x{header.height} {header.format} image"
+        with self.budget.reserve(decode_bytes(header) * decodes + tensors, what) as reservation:
+            loop = asyncio.get_running_loop()
+            prepared = await loop.run_in_executor(self.executor, self._prepare, image, jobs)
+            if not annotating:
+                reservation.keep(tensors)  # the decoded pixels are gone; the tensors go upstream
+            for job in jobs:
+                pixels = header.width * header.height
+                self.metrics.for_model(job.served.name).image_pixels.observe(pixels)
+            return list(
+                await asyncio.gather(*(self._infer(p, image, timeout_s, start) for p in prepared))
+            )
 
     def _prepare(self, image: bytes, jobs: list[Job]) -> list[Prepared]:
         """Worker thread: one decode, each model's tensor, and (unless micro-batched) the whole
@@ -242,3 +262,13 @@ class DataPlane:
             outputs=outputs,
             annotated=annotated,
         )
+
+
+def _task_bytes(job: Job, header: ImageHeader, image: bytes) -> int:
+    """A task's tensor, counted twice: the array and its serialised request."""
+    profile = job.binding.profile
+    if profile.encoded:
+        return 2 * len(image)
+    width, height = profile.width or header.width, profile.height or header.height
+    channels = 1 if profile.color == Color.GRAYSCALE else 3
+    return 2 * width * height * channels * numpy_dtype(profile.dtype).itemsize

@@ -31,6 +31,8 @@ class ImageHeader:
     width: int  # as displayed (orientation applied)
     height: int
     orientation: int
+    mode: str = "RGB"  # Pillow's mode before conversion: what decoding it costs
+    transparency: bool = False  # a palette or RGB image with a transparent colour
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +72,8 @@ def open_image(data: bytes, limits: DecodeLimits) -> tuple[Image.Image, ImageHea
     orientation = _orientation(image)
     if orientation in _TRANSPOSING:
         width, height = height, width
-    return image, ImageHeader(image.format, width, height, orientation)
+    transparency = "transparency" in image.info
+    return image, ImageHeader(image.format, width, height, orientation, image.mode, transparency)
 
 
 def read_header(data: bytes, limits: DecodeLimits) -> ImageHeader:

@@ -98,6 +98,10 @@ class StreamIdleError(GatewayError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class MemoryBudgetError(OverloadedError):
+    """The gateway's budget of decode memory in flight has no room for this image now."""
+
+
 class ModelNotFoundError(GatewayError):
     """An unknown model, version or version label."""
 

@@ -2,8 +2,10 @@
 as-ready delivery, and a real-time policy that drops stale frames, reporting every one.
 
 Memory stays bounded whatever the caller does: at most ``window`` frames run, at most one waits
-(drop-stale) and the output queue is bounded, so a caller that reads slowly stops the gateway
-from reading its frames (gRPC flow control then slows the sender) instead of filling memory.
+(drop-stale) and the output queue is bounded in frames and in bytes (``max_unread_bytes``: the
+responses made and not yet taken by the caller, plus the frames in flight at the size of the
+largest response so far), so a caller that reads slowly stops the gateway from reading its
+frames (gRPC flow control then slows the sender) instead of filling memory.
 Cancelling the stream cancels the frames in flight and their calls to TF Serving.
 """
 
@@ -18,7 +20,7 @@ from typing import Any, TypeVar
 from gateway.calls import Calls
 from gateway.dataplane import DataPlane
 from gateway.errors import GatewayError, StreamIdleError
-from gateway.inference import InferenceResult, Task
+from gateway.inference import Detections, InferenceResult, Task
 
 STREAM_FRAME = "StreamFrame"  # the method frames are counted under, beside their "Stream"
 T = TypeVar("T")
@@ -60,6 +62,11 @@ class StreamSettings:
     drop_stale: bool = False
     window: int = 4
     request_id: str = ""  # the caller's; a frame's incident id is "<request_id>.<frame_id>"
+    max_unread_bytes: int = 32 * 1024 * 1024
+
+    @property
+    def annotates(self) -> bool:
+        return any(task.annotate is not None for task in self.tasks)
 
     @property
     def model(self) -> str:
@@ -90,6 +97,48 @@ class _Window:
         while not condition():
             self.changed.clear()
             await self.changed.wait()
+
+
+def response_bytes(out: FrameOut) -> int:
+    """What a response holds, estimated: the annotated images and ~64 bytes per label or box."""
+    size = 256
+    for result in out.results or ():
+        outputs = result.outputs
+        found = outputs.detections if isinstance(outputs, Detections) else outputs.labels
+        size += 256 + 64 * len(found)
+        if result.annotated is not None:
+            size += len(result.annotated.data)
+    return size
+
+
+class _Unread:
+    """Bytes of responses made and not yet taken by the caller, and the largest one so far
+    (until one is known, an annotating stream assumes the worst: one frame at a time)."""
+
+    def __init__(self, settings: StreamSettings, window: _Window) -> None:
+        self.limit = settings.max_unread_bytes
+        self.window = window
+        self.bytes = 0
+        self.largest: int | None = None if settings.annotates else 0
+
+    def made(self, out: FrameOut) -> None:
+        size = response_bytes(out)
+        self.bytes += size
+        self.largest = max(self.largest or 0, size)
+
+    def taken(self, out: FrameOut) -> None:
+        self.bytes -= response_bytes(out)
+        self.window.changed.set()
+
+    def room(self) -> bool:
+        """Whether one more frame may start: the window has a place and the bytes of unread
+        responses plus those of frames in flight stay within the limit (one frame always may,
+        when nothing else is held: a single response may be larger than the limit)."""
+        if self.window.used == 0 and self.bytes == 0:
+            return True
+        if self.window.full or self.largest is None:
+            return False
+        return self.bytes + (self.window.used + 1) * self.largest <= self.limit
 
 
 class _Emitter:
@@ -130,6 +179,7 @@ async def process_stream(
     out: asyncio.Queue[FrameOut | None] = asyncio.Queue(maxsize=settings.window + 2)
     emitter = _Emitter(out, settings.ordered)
     window = _Window(settings.window)
+    unread = _Unread(settings, window)
     running: set[asyncio.Task[None]] = set()
     waiting: list[tuple[int, FrameIn]] = []  # drop-stale: the newest frame not yet started
 
@@ -144,7 +194,9 @@ async def process_stream(
     async def work(seq: int, frame: FrameIn) -> None:
         nonlocal last_activity
         try:
-            await emitter.emit(seq, await outcome_of(frame))  # the place is held until emitted
+            outcome = await outcome_of(frame)
+            unread.made(outcome)
+            await emitter.emit(seq, outcome)  # the place is held until emitted
         finally:
             last_activity = loop.time()
             window.give()
@@ -187,15 +239,16 @@ async def process_stream(
             last_activity = loop.time()
             metrics.stream_frames.labels("received").inc()
             if not settings.drop_stale:
-                await window.until(lambda: not window.full)
+                await window.until(unread.room)
                 start(seq, frame)
-            elif not window.full:
+            elif unread.room():
                 start(seq, frame)
             else:
                 if waiting:
                     stale_seq, stale = waiting.pop()
                     metrics.stream_frames.labels("dropped").inc()
                     dropped = FrameOut(stale.frame_id, stale.timestamp_us, dropped=True)
+                    unread.made(dropped)
                     await emitter.emit(stale_seq, dropped)
                 waiting.append((seq, frame))
             seq += 1
@@ -217,6 +270,7 @@ async def process_stream(
                 item = getter.result()
             if item is None:
                 return
+            unread.taken(item)
             yield item
     finally:
         # Nothing of the stream outlives it: not its pending read of the output queue, and not

@@ -312,4 +312,5 @@ def stream_settings(options: classify_pb2.StreamOptions, config: GatewayConfig) 
         drop_stale=options.drop_policy == classify_pb2.DROP_POLICY_DROP_STALE,
         window=window,
         request_id=options.request_id,
+        max_unread_bytes=config.max_stream_unread_bytes,
     )
