@@ -113,6 +113,15 @@ class GatewayConfig:
     shutdown_delay_s: float = 0.0  # NOT_SERVING this long before new calls are refused
     heap_top_pad_bytes: int = 16 * 1024 * 1024  # glibc M_TOP_PAD; 0: leave malloc alone
     models: tuple[ModelSettings, ...] = ()
+    # issue 15: HTTP
+    metrics_host: str | None = None  # the metrics listener's address; None: ``host``
+    max_http_connections: int = 512  # open connections per HTTP listener; beyond: 503, closed
+    http_idle_timeout_s: float = (
+        15.0  # a connection without a whole request header this long closes
+    )
+    http_body_timeout_s: float = 60.0  # a request body not received this long after its header: 408
+    max_multipart_fields: int = 1000  # fields in one multipart form; beyond: 400
+    retry_after_ms: int = 1000  # how long shed callers should wait (HTTP Retry-After, in seconds)
 
     def model(self, name: str) -> ModelSettings | None:
         return next((m for m in self.models if m.name == name), None)
@@ -145,6 +154,12 @@ _GATEWAY_RULES: tuple[Rule, ...] = (
     ("shutdown_grace_s", lambda v: v >= 0, "at least 0"),
     ("shutdown_delay_s", lambda v: v >= 0, "at least 0"),
     ("heap_top_pad_bytes", lambda v: v >= 0, "at least 0"),
+    # issue 15: HTTP
+    ("max_http_connections", lambda v: v >= 1, "at least 1"),
+    ("http_idle_timeout_s", lambda v: v > 0, "above 0"),
+    ("http_body_timeout_s", lambda v: v > 0, "above 0"),
+    ("max_multipart_fields", lambda v: v >= 1, "at least 1"),
+    ("retry_after_ms", lambda v: v >= 0, "at least 0"),
 )
 _MODEL_RULES: tuple[Rule, ...] = (
     ("top_k", lambda v: v >= 1, "at least 1"),

@@ -15,11 +15,10 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from aiohttp import web
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from PIL import Image
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from gateway._proto import classify_pb2_grpc
 from gateway.calls import Calls
@@ -31,6 +30,8 @@ from gateway.metrics import Metrics
 from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
 from gateway.tfserving.rest import RestUpstream, RetryPolicy
 from gateway.transport.grpc_service import ImageGatewayServicer
+from gateway.transport.listener import Listener, ListenerLimits, retry_after_s
+from gateway.transport.metrics_http import create_metrics_app
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ FIXED_AT_START = (
     "max_message_bytes", "upstream_timeout_s", "upstream_keepalive_time_ms",
     "upstream_keepalive_timeout_ms", "upstream_retry_attempts",
     "upstream_retry_initial_backoff_ms", "upstream_retry_max_backoff_ms",
+    "metrics_host", "max_http_connections", "http_idle_timeout_s",
 )  # fmt: skip
 
 
@@ -94,8 +96,8 @@ class GatewayServer:
         self._upstream = upstream
         self._executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
         self._grpc: grpc.aio.Server | None = None
-        self._http: web.AppRunner | None = None
-        self._metrics_server: Any = None
+        self._http: Listener | None = None
+        self._metrics_listener: Listener | None = None
         self._poller: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[bool]] = set()
         self._stop_requested = asyncio.Event()
@@ -114,7 +116,7 @@ class GatewayServer:
         await self.readiness.starting()
         await self._start_grpc()
         await self._start_http()
-        self._start_metrics()
+        await self._start_metrics()
         await self._start_poller()
         log.info("tfs-gateway serving on port %d (upstream %s)", self.port, self.config.upstream)
 
@@ -148,20 +150,31 @@ class GatewayServer:
     async def _start_http(self) -> None:
         if self.config.http_port < 0:
             return
-        from gateway.transport.http_api import create_app, start_http
+        from gateway.transport.http_api import create_app
 
-        app = create_app(
-            self.dataplane, self.calls, lambda: self.ready, self.config.max_message_bytes
-        )
-        self._http, self.http_port = await start_http(app, self.config.host, self.config.http_port)
+        app = create_app(self.dataplane, self.calls, lambda: self.ready, lambda: self.config)
+        config = self.config
+        self._http = await Listener.start(app, config.host, config.http_port, self._limits())
+        self.http_port = self._http.port
 
-    def _start_metrics(self) -> None:
-        if self.config.metrics_port < 0:
+    async def _start_metrics(self) -> None:
+        config = self.config
+        if config.metrics_port < 0:
             return
-        self._metrics_server, _thread = start_http_server(
-            self.config.metrics_port, addr="0.0.0.0", registry=self.registry
+        host = config.host if config.metrics_host is None else config.metrics_host
+        app = create_metrics_app(self.registry)
+        self._metrics_listener = await Listener.start(
+            app, host, config.metrics_port, self._limits()
         )
-        self.metrics_port = self._metrics_server.server_port
+        self.metrics_port = self._metrics_listener.port
+
+    def _limits(self) -> ListenerLimits:
+        config = self.config
+        return ListenerLimits(
+            max_connections=config.max_http_connections,
+            idle_timeout_s=config.http_idle_timeout_s,
+            retry_after_s=retry_after_s(config.retry_after_ms),
+        )
 
     async def _start_poller(self) -> None:
         await self.poll_once()
@@ -240,17 +253,15 @@ class GatewayServer:
         # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
         await asyncio.sleep(self.config.shutdown_delay_s)
         grace = self.config.shutdown_grace_s if grace is None else grace
-        if self._http is not None:
-            await self._http.shutdown()  # stop accepting; calls in flight go on
+        # Both fronts refuse new work now; calls in flight on either finish within the grace.
+        draining = [] if self._http is None else [self._http.stop(grace)]
         if self._grpc is not None:
-            await self._grpc.stop(grace)
-        if self._http is not None:
-            await self._http.cleanup()
+            draining.append(self._grpc.stop(grace))
+        await asyncio.gather(*draining)
         await self.upstream.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+        if self._metrics_listener is not None:
+            await self._metrics_listener.stop(0)
 
 
 def create_server(
