@@ -181,10 +181,12 @@ async def _read_image(
         return await request.read(), options
     except web.HTTPRequestEntityTooLarge:
         raise too_large from None
-    except HttpProcessingError as error:  # e.g. a body that does not match its Content-Encoding
+    except (web.RequestPayloadError, HttpProcessingError) as error:
+        # e.g. a body that does not match its Content-Encoding
         encoding = request.headers.get("Content-Encoding", "none")
+        reason = str(error).replace("\n", " ").split("message:")[-1].strip()
         raise InvalidRequestError(
-            f"the request body cannot be read (Content-Encoding {encoding}): {error.message}"
+            f"the request body cannot be read (Content-Encoding {encoding}): {reason}"
         ) from None
 
 
