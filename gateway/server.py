@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import resource
 import signal
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,12 @@ from gateway.metrics import Metrics
 from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
 from gateway.tfserving.rest import RestUpstream, RetryPolicy
 from gateway.transport.grpc_service import ImageGatewayServicer
-from gateway.transport.listener import Listener, ListenerLimits, retry_after_s
+from gateway.transport.listener import (
+    Listener,
+    ListenerLimits,
+    quiet_accept_errors,
+    retry_after_s,
+)
 from gateway.transport.metrics_http import create_metrics_app
 
 log = logging.getLogger(__name__)
@@ -125,6 +131,8 @@ class GatewayServer:
         # global decompression-bomb check would refuse images before the gateway could say why.
         Image.MAX_IMAGE_PIXELS = None
         keep_heap_top_pad(self.config.heap_top_pad_bytes)
+        raise_open_files_limit()
+        quiet_accept_errors()
 
     async def _start_grpc(self) -> None:
         config = self.config
@@ -262,6 +270,17 @@ class GatewayServer:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._metrics_listener is not None:
             await self._metrics_listener.stop(0)
+
+
+def raise_open_files_limit() -> None:
+    """Every connection is a file descriptor: take the hard ``nofile`` limit, not the (often
+    1024) soft one, so that idle connections are timed out before descriptors run out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:  # e.g. an unlimited hard limit on macOS
+            log.warning("could not raise the open files limit from %d to %d: %s", soft, hard, error)
 
 
 def create_server(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import os
+import resource
 import tempfile
 import threading
 import time
@@ -22,6 +24,7 @@ from PIL import Image
 
 from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.server import GatewayServer
+from gateway.transport.listener import RepeatedLines, quiet_accept_errors
 from tests.fakes import FakeUpstream
 from tests.httpraw import exchange, multipart, png, post, read_answer, with_gateway
 
@@ -246,3 +249,35 @@ def test_after_shutdown_starts_http_refuses_new_connections_and_finishes_calls_i
         await stopping
 
     with_gateway(test, shutdown_delay_s=0.1)
+
+
+def test_start_up_raises_the_open_files_limit_to_the_hard_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+
+        async def test(server: GatewayServer, upstream: FakeUpstream) -> None:
+            assert resource.getrlimit(resource.RLIMIT_NOFILE) == (hard, hard)
+
+        with_gateway(test)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_flood_of_accept_errors_is_logged_once_then_with_a_count(caplog) -> None:
+    quiet_accept_errors()
+    assert any(isinstance(f, RepeatedLines) for f in logging.getLogger("asyncio").filters)
+    flooded = logging.getLogger("tests.flooded")
+    repeated = RepeatedLines("socket.accept() out of system resource", period_s=3600)
+    flooded.addFilter(repeated)
+    caplog.set_level(logging.ERROR, logger="tests.flooded")
+    for _ in range(1000):
+        flooded.error("socket.accept() out of system resource\nsocket: %s", "x")
+    flooded.error("something else")
+    repeated.last -= 3600  # the period has passed
+    flooded.error("socket.accept() out of system resource\nsocket: %s", "x")
+    assert [r.getMessage() for r in caplog.records] == [
+        "socket.accept() out of system resource\nsocket: x",
+        "something else",
+        "socket.accept() out of system resource\nsocket: x (999 more like it not logged)",
+    ]

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import math
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -164,3 +166,36 @@ def _dual_stack_socket(port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(address)
     return sock
+
+
+class RepeatedLines(logging.Filter):
+    """Lets a log line that starts with ``prefix`` through once per ``period_s``, noting how
+    many were held back: out of file descriptors, asyncio logs one per accept attempt, and
+    the log grew 101 MB in 30 s (issue 15)."""
+
+    def __init__(self, prefix: str, period_s: float = 10.0) -> None:
+        super().__init__()
+        self.prefix = prefix
+        self.period_s = period_s
+        self.last = -math.inf
+        self.held = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.prefix):
+            return True
+        now = time.monotonic()
+        if now - self.last < self.period_s:
+            self.held += 1
+            return False
+        if self.held:
+            record.msg, record.args = f"{message} ({self.held} more like it not logged)", None
+        self.last, self.held = now, 0
+        return True
+
+
+def quiet_accept_errors() -> None:
+    """Rate-limit asyncio's "socket.accept() out of system resource" lines (once per process)."""
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, RepeatedLines) for f in asyncio_log.filters):
+        asyncio_log.addFilter(RepeatedLines("socket.accept() out of system resource"))
