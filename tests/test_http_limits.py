@@ -86,26 +86,44 @@ def test_a_body_that_does_not_arrive_in_time_is_answered_408() -> None:
     with_gateway(test, http_body_timeout_s=0.2)
 
 
-def test_a_connection_over_the_cap_is_answered_503_at_once() -> None:
+def test_a_connection_over_the_cap_of_busy_ones_is_answered_503_at_once() -> None:
     async def test(server: GatewayServer, upstream: FakeUpstream) -> None:
-        held = [await asyncio.open_connection("127.0.0.1", server.http_port) for _ in range(3)]
         assert server._http is not None
-        web_server = server._http.runner.server
-        assert web_server is not None
-        while len(web_server.connections) < 3:
+        busy = [await open_slow_body(server.http_port or 0) for _ in range(3)]
+        while server._http.in_flight.count < 3:
             await asyncio.sleep(0.01)
+        started = time.monotonic()
         answer = await exchange(server.http_port or 0, post(CLASSIFY, png()))
+        assert time.monotonic() - started < 1.0
         assert answer.status == 503
         assert answer.headers["retry-after"] == "1"
         assert answer.error() == (
             "UNAVAILABLE",
             "the gateway is at its limit of 3 open HTTP connections",
         )
-        for _, writer in held:
+        for writer in busy:
             writer.close()
-        while len(web_server.connections) > 0:
+        while server._http.in_flight.count > 0:
             await asyncio.sleep(0.01)
         assert (await exchange(server.http_port or 0, post(CLASSIFY, png()))).status == 200
+
+    with_gateway(test, max_http_connections=3)
+
+
+def test_at_the_cap_the_oldest_idle_connection_makes_way_for_a_new_one() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream) -> None:
+        assert server._http is not None
+        web_server = server._http.runner.server
+        assert web_server is not None
+        idle = [await asyncio.open_connection("127.0.0.1", server.http_port) for _ in range(3)]
+        while len(web_server.connections) < 3:
+            await asyncio.sleep(0.01)
+        answer = await exchange(server.http_port or 0, post(CLASSIFY, png()))
+        assert answer.status == 200
+        oldest, _ = idle[0]
+        assert await oldest.read() == b""  # closed by the gateway
+        for _, writer in idle:
+            writer.close()
 
     with_gateway(test, max_http_connections=3)
 
@@ -126,7 +144,9 @@ def test_a_connection_without_a_whole_header_is_closed_after_the_idle_timeout() 
 def test_idle_connections_to_the_metrics_port_take_no_threads() -> None:
     async def test(server: GatewayServer, upstream: FakeUpstream) -> None:
         threads = threading.active_count()
-        idle = [await asyncio.open_connection("127.0.0.1", server.metrics_port) for _ in range(300)]
+        idle = [
+            await asyncio.open_connection("127.0.0.1", server.metrics_port) for _ in range(1000)
+        ]
         request = b"GET /metrics HTTP/1.1\r\nHost: gateway\r\n\r\n"
         answer = await exchange(server.metrics_port or 0, request)
         assert answer.status == 200

@@ -1,8 +1,9 @@
 """HTTP listeners on the gateway's event loop (the API and the metrics endpoint), bounded so that
-no caller can hold the port: a cap on open connections (one more is answered 503 at once and
-closed, never queued), a timeout for a connection that sends no whole request header (slow or
-idle, aiohttp's keep-alive timer covers both), and a stop that refuses new connections at once
-while requests in flight finish."""
+no caller can hold the port: a cap on open connections (at the cap the oldest idle one is
+closed for a new one; when every one has a request running, the new one is answered 503 at
+once and closed, never queued), a timeout for a connection that sends no whole request header
+(slow or idle, aiohttp's keep-alive timer covers both), and a stop that refuses new
+connections at once while requests in flight finish."""
 
 from __future__ import annotations
 
@@ -77,19 +78,23 @@ def retry_after_s(retry_after_ms: int) -> int:
 
 
 class _InFlight:
-    """The requests a listener is handling, so that a stop knows when it is quiet."""
+    """The requests a listener is handling (and on which connections), so that a stop knows
+    when it is quiet and the cap knows which connections are idle."""
 
     def __init__(self) -> None:
         self.count = 0
         self.quiet = asyncio.Event()
+        self.busy: set[object] = set()  # the connections (protocols) with a request running
 
     @web.middleware
     async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self.count += 1
         self.quiet.clear()
+        self.busy.add(request.protocol)
         try:
             return await handler(request)
         finally:
+            self.busy.discard(request.protocol)
             self.count -= 1
             if self.count == 0:
                 self.quiet.set()
@@ -128,8 +133,14 @@ class Listener:
         refusal = _refusal(limits)
 
         def protocol() -> asyncio.Protocol:
-            if len(web_server.connections) >= limits.max_connections:
-                return _Refused(refusal)
+            # At the cap, the oldest connection with no request running (idle keep-alive, or
+            # a header still arriving) makes way; if every one is busy, the new one is refused.
+            open_ = [c for c in web_server.connections if c.transport is not None]
+            if len(open_) >= limits.max_connections:
+                idle = next((c for c in open_ if c not in in_flight.busy), None)
+                if idle is None:
+                    return _Refused(refusal)
+                idle.force_close()
             return web_server()
 
         loop = asyncio.get_running_loop()
