@@ -114,22 +114,29 @@ class GatewayConfig:
     shutdown_grace_s: float = 10.0  # how long calls in flight may take to finish
     shutdown_delay_s: float = 0.0  # NOT_SERVING this long before new calls are refused
     heap_top_pad_bytes: int = 16 * 1024 * 1024  # glibc M_TOP_PAD; 0: leave malloc alone
-    # issue 15: memory
+    # Memory (DECISIONS 24; the README's limits table adds it up)
     max_decode_bytes_in_flight: int = 384 * 1024 * 1024  # decoded pixels + tensors, gateway-wide
     max_tasks: int = 16  # models one Analyze request or stream may ask for
     max_stream_unread_bytes: int = 32 * 1024 * 1024  # responses a stream's reader has not taken
-    models: tuple[ModelSettings, ...] = ()
-    # issue 15: a caller shed at the in-flight limit is told to come back after this long
-    # (gRPC's grpc-retry-pushback-ms trailer; HTTP's Retry-After, in whole seconds).
+    # Shed callers are told to come back after this long (gRPC's grpc-retry-pushback-ms
+    # trailer; HTTP's Retry-After, in whole seconds).
     retry_after_ms: int = 1000
-    # issue 15: streams and readiness
+    # Streams and connections
     max_connection_age_s: float = 300.0  # GOAWAY after this: new calls rebalance, streams go on
     max_streams: int = 256  # streams open at once, over all connections
     max_streams_per_connection: int = 100  # HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS
     stream_idle_timeout_s: float = 60.0  # a stream that sends nothing this long is ended
+    # Following TF Serving's health
     upstream_reconnect_initial_backoff_ms: int = 1000  # gRPC upstream: first reconnect pause
     upstream_reconnect_max_backoff_ms: int = 5000  # and the longest, however long the outage
     upstream_probe_s: float = 1.0  # REST upstream: GET /v1/models/NAME this often, for readiness
+    # HTTP listeners (API and metrics)
+    metrics_host: str | None = None  # the metrics listener's address; None: ``host``
+    max_http_connections: int = 512  # open connections per HTTP listener; beyond: 503, closed
+    http_idle_timeout_s: float = 15.0  # no whole request header this long: connection closed
+    http_body_timeout_s: float = 60.0  # the body must arrive this long after its header: 408
+    max_multipart_fields: int = 1000  # fields in one multipart form; beyond: 400
+    models: tuple[ModelSettings, ...] = ()
 
     def model(self, name: str) -> ModelSettings | None:
         return next((m for m in self.models if m.name == name), None)
@@ -163,7 +170,7 @@ _GATEWAY_RULES: tuple[Rule, ...] = (
     ("shutdown_delay_s", lambda v: v >= 0, "at least 0"),
     ("heap_top_pad_bytes", lambda v: v >= 0, "at least 0"),
     ("retry_after_ms", lambda v: 0 <= v <= 3_600_000, "in 0..3600000 (at most an hour)"),
-    # issue 15: streams and readiness
+    # streams, connections and readiness
     ("max_connection_age_s", lambda v: 1 <= v <= 2_000_000, "in 1..2000000 (gRPC takes int ms)"),
     ("max_streams", lambda v: v >= 1, "at least 1"),
     ("max_streams_per_connection", lambda v: v >= 1, "at least 1"),
@@ -171,10 +178,15 @@ _GATEWAY_RULES: tuple[Rule, ...] = (
     ("upstream_reconnect_initial_backoff_ms", lambda v: v >= 100, "at least 100"),
     ("upstream_reconnect_max_backoff_ms", lambda v: v >= 100, "at least 100"),
     ("upstream_probe_s", lambda v: v > 0, "above 0"),
-    # issue 15: memory
+    # memory
     ("max_decode_bytes_in_flight", lambda v: v >= 1024 * 1024, "at least 1 MiB (1048576)"),
     ("max_tasks", lambda v: v >= 1, "at least 1"),
     ("max_stream_unread_bytes", lambda v: v >= 1, "at least 1"),
+    # HTTP listeners
+    ("max_http_connections", lambda v: v >= 1, "at least 1"),
+    ("http_idle_timeout_s", lambda v: v > 0, "above 0"),
+    ("http_body_timeout_s", lambda v: v > 0, "above 0"),
+    ("max_multipart_fields", lambda v: v >= 1, "at least 1"),
 )
 _MODEL_RULES: tuple[Rule, ...] = (
     ("top_k", lambda v: v >= 1, "at least 1"),

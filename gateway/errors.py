@@ -102,6 +102,38 @@ class MemoryBudgetError(OverloadedError):
     """The gateway's budget of decode memory in flight has no room for this image now."""
 
 
+class DeadlineExceededError(GatewayError):
+    """The caller's deadline passed before the gateway had an answer."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class BodyTimeoutError(GatewayError):
+    """An HTTP body that did not arrive within the gateway's body timeout (a slow sender)."""
+
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = HTTPStatus.REQUEST_TIMEOUT
+
+
+class RouteNotFoundError(GatewayError):
+    """An HTTP path the gateway does not serve."""
+
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class MethodNotAllowedError(GatewayError):
+    """An HTTP method a served path does not take."""
+
+    code = grpc.StatusCode.UNIMPLEMENTED
+    http_status = HTTPStatus.METHOD_NOT_ALLOWED
+
+
+class ConnectionLimitError(GatewayError):
+    """An HTTP listener at its limit of open connections: the new one is answered and closed."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class ModelNotFoundError(GatewayError):
     """An unknown model, version or version label."""
 

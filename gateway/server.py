@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import resource
 import signal
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -15,11 +16,10 @@ from typing import Any
 
 import grpc
 import grpc.aio
-from aiohttp import web
 from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from PIL import Image
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from gateway.calls import Calls
 from gateway.config import ConfigError, GatewayConfig
@@ -31,6 +31,13 @@ from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
 from gateway.tfserving.rest import RestUpstream, RetryPolicy
 from gateway.transport.grpc_registration import add_image_gateway
 from gateway.transport.grpc_service import ImageGatewayServicer
+from gateway.transport.listener import (
+    Listener,
+    ListenerLimits,
+    quiet_accept_errors,
+    retry_after_s,
+)
+from gateway.transport.metrics_http import create_metrics_app
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +49,7 @@ FIXED_AT_START = (
     "upstream_retry_initial_backoff_ms", "upstream_retry_max_backoff_ms",
     "max_connection_age_s", "max_streams_per_connection",
     "upstream_reconnect_initial_backoff_ms", "upstream_reconnect_max_backoff_ms",
+    "metrics_host", "max_http_connections", "http_idle_timeout_s",
 )  # fmt: skip
 # gRPC reads INT_MAX as "no limit" for its millisecond settings.
 GRPC_UNLIMITED_MS = 2**31 - 1
@@ -100,8 +108,8 @@ class GatewayServer:
         self._upstream = upstream
         self._executor = ThreadPoolExecutor(config.decode_threads, thread_name_prefix="decode")
         self._grpc: grpc.aio.Server | None = None
-        self._http: web.AppRunner | None = None
-        self._metrics_server: Any = None
+        self._http: Listener | None = None
+        self._metrics_listener: Listener | None = None
         self._poller: asyncio.Task[None] | None = None
         self._watchers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
@@ -126,7 +134,7 @@ class GatewayServer:
         await self.readiness.starting()
         await self._start_grpc()
         await self._start_http()
-        self._start_metrics()
+        await self._start_metrics()
         await self._start_poller()
         log.info("tfs-gateway serving on port %d (upstream %s)", self.port, self.config.upstream)
 
@@ -135,6 +143,8 @@ class GatewayServer:
         # global decompression-bomb check would refuse images before the gateway could say why.
         Image.MAX_IMAGE_PIXELS = None
         keep_heap_top_pad(self.config.heap_top_pad_bytes)
+        raise_open_files_limit()
+        quiet_accept_errors()
 
     async def _start_grpc(self) -> None:
         config = self.config
@@ -164,20 +174,31 @@ class GatewayServer:
     async def _start_http(self) -> None:
         if self.config.http_port < 0:
             return
-        from gateway.transport.http_api import create_app, start_http
+        from gateway.transport.http_api import create_app
 
-        app = create_app(
-            self.dataplane, self.calls, lambda: self.ready, self.config.max_message_bytes
-        )
-        self._http, self.http_port = await start_http(app, self.config.host, self.config.http_port)
+        app = create_app(self.dataplane, self.calls, lambda: self.ready, lambda: self.config)
+        config = self.config
+        self._http = await Listener.start(app, config.host, config.http_port, self._limits())
+        self.http_port = self._http.port
 
-    def _start_metrics(self) -> None:
-        if self.config.metrics_port < 0:
+    async def _start_metrics(self) -> None:
+        config = self.config
+        if config.metrics_port < 0:
             return
-        self._metrics_server, _thread = start_http_server(
-            self.config.metrics_port, addr="0.0.0.0", registry=self.registry
+        host = config.host if config.metrics_host is None else config.metrics_host
+        app = create_metrics_app(self.registry)
+        self._metrics_listener = await Listener.start(
+            app, host, config.metrics_port, self._limits()
         )
-        self.metrics_port = self._metrics_server.server_port
+        self.metrics_port = self._metrics_listener.port
+
+    def _limits(self) -> ListenerLimits:
+        config = self.config
+        return ListenerLimits(
+            max_connections=config.max_http_connections,
+            idle_timeout_s=config.http_idle_timeout_s,
+            retry_after_s=retry_after_s(config.retry_after_ms),
+        )
 
     async def _start_poller(self) -> None:
         await self.poll_once()
@@ -294,17 +315,26 @@ class GatewayServer:
         # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
         await asyncio.sleep(self.config.shutdown_delay_s)
         grace = self.config.shutdown_grace_s if grace is None else grace
-        if self._http is not None:
-            await self._http.shutdown()  # stop accepting; calls in flight go on
+        # Both fronts refuse new work now; calls in flight on either finish within the grace.
+        draining = [] if self._http is None else [self._http.stop(grace)]
         if self._grpc is not None:
-            await self._grpc.stop(grace)
-        if self._http is not None:
-            await self._http.cleanup()
+            draining.append(self._grpc.stop(grace))
+        await asyncio.gather(*draining)
         await self.upstream.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+        if self._metrics_listener is not None:
+            await self._metrics_listener.stop(0)
+
+
+def raise_open_files_limit() -> None:
+    """Every connection is a file descriptor: take the hard ``nofile`` limit, not the (often
+    1024) soft one, so that idle connections are timed out before descriptors run out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:  # e.g. an unlimited hard limit on macOS
+            log.warning("could not raise the open files limit from %d to %d: %s", soft, hard, error)
 
 
 def create_server(

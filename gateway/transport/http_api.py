@@ -16,12 +16,11 @@ APIs cannot drift; errors are ``{"error": {"code", "message"}}`` with the HTTP s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
-from typing import Any
 
 from aiohttp import web
 from google.protobuf import json_format
@@ -30,21 +29,26 @@ from google.protobuf.message import Message
 from gateway._proto import classify_pb2
 from gateway.calls import Call, Calls
 from gateway.choices import ModelKind
+from gateway.config import GatewayConfig
 from gateway.dataplane import DataPlane
-from gateway.drawing import AnnotateSpec
 from gateway.errors import (
+    BodyTimeoutError,
+    DeadlineExceededError,
     GatewayError,
-    InvalidRequestError,
-    RequestTooLargeError,
+    MethodNotAllowedError,
+    RouteNotFoundError,
     WrongModelKindError,
 )
-from gateway.inference import ImageRequest, Task
-from gateway.tfserving.signatures import ModelRef
+from gateway.inference import ImageRequest
 from gateway.transport import convert
+from gateway.transport.http_request import caller_timeout, image_request, read_image
+from gateway.transport.listener import retry_after_s
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 CallHandler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
+ImageHandler = Callable[[ImageRequest, Call], Awaitable[web.StreamResponse]]
 _NAME = "{name:[^/:]+}"
+_SHED = (429, 503)  # statuses that tell the caller to come back later
 
 
 def _json(message: Message, status: int = 200) -> web.Response:
@@ -54,103 +58,127 @@ def _json(message: Message, status: int = 200) -> web.Response:
     return web.json_response(body, status=status)
 
 
-def _error(error: GatewayError) -> web.Response:
+def _error(error: GatewayError, retry_after_ms: int = 1000) -> web.Response:
     body = {"error": {"code": error.code.name, "message": error.message}}
-    return web.json_response(body, status=error.http)
+    response = web.json_response(body, status=error.http)
+    if error.http in _SHED:
+        response.headers["Retry-After"] = str(retry_after_s(retry_after_ms))
+    return response
 
 
-def _number(options: dict[str, str], name: str, kind: type, default: Any) -> Any:
-    if name not in options or options[name] == "":
-        return default
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown paths and methods answered in the API's error format, like every other error."""
     try:
-        return kind(options[name])
-    except ValueError:
-        raise InvalidRequestError(
-            f"{name} must be a {kind.__name__}, got {options[name]!r}"
-        ) from None
+        return await handler(request)
+    except web.HTTPNotFound:
+        return _error(RouteNotFoundError(f"no such path: {request.path}"))
+    except web.HTTPMethodNotAllowed as refused:
+        allowed = ", ".join(sorted(refused.allowed_methods))
+        error = MethodNotAllowedError(f"{request.path} takes {allowed}, not {request.method}")
+        response = _error(error)
+        response.headers["Allow"] = allowed
+        return response
 
 
-async def _read_image(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
-    """The image and the options, from a raw body or a multipart form (options may be in the
-    query string either way)."""
-    options = dict(request.query)
+@contextlib.asynccontextmanager
+async def _until(when: float | None, error: Callable[[], GatewayError]) -> AsyncIterator[None]:
+    """Run the body until the loop time ``when`` (None: no limit); past it, raise ``error()``."""
+    scope = asyncio.timeout_at(when)
     try:
-        if request.content_type == "multipart/form-data":
-            image = b""
-            form = await request.post()
-            for key, value in form.items():
-                if key == "image":
-                    image = value.file.read() if hasattr(value, "file") else str(value).encode()
-                else:
-                    options[key] = str(value)
-            return image, options
-        return await request.read(), options
-    except web.HTTPRequestEntityTooLarge:
-        raise RequestTooLargeError(
-            f"the request body is over the gateway's limit of {limit} bytes"
-        ) from None
-
-
-def _image_request(
-    name: str, image: bytes, options: dict[str, str], timeout: float | None
-) -> ImageRequest:
-    version = _number(options, "version", int, None)
-    label = options.get("label") or None
-    annotate = options.get("annotate", "").lower() in ("1", "true", "yes")
-    task = Task(
-        model=ModelRef(name, version, label, options.get("signature", "")),
-        top_k=_number(options, "top_k", int, 0),
-        min_score=_number(options, "min_score", float, 0.0),
-        max_detections=_number(options, "max_detections", int, 0),
-        annotate=AnnotateSpec(
-            png=options.get("format", "").lower() == "png",
-            jpeg_quality=_number(options, "quality", int, 0),
-        )
-        if annotate
-        else None,
-    )
-    return ImageRequest(task, image, timeout)
+        async with scope:
+            yield
+    except TimeoutError:
+        if scope.expired():
+            raise error() from None
+        raise
 
 
 class HttpFront:
     def __init__(
-        self, dataplane: DataPlane, calls: Calls, ready: Callable[[], bool], max_body_bytes: int
+        self,
+        dataplane: DataPlane,
+        calls: Calls,
+        ready: Callable[[], bool],
+        settings: Callable[[], GatewayConfig],
     ) -> None:
         self.dataplane = dataplane
         self.calls = calls
-        self.max_body_bytes = max_body_bytes
         self.ready = ready
+        self.settings = settings  # the config in force (a reload replaces it)
 
-    def observed(self, method: str, handler: CallHandler, admit: bool = True) -> Handler:
-        """The handler as one observed call (method label ``http.<RPC>``); its error, if any,
-        answered as ``{"error": {"code", "message"}}`` with the table's HTTP status."""
+    def _answer(self, error: GatewayError) -> web.Response:
+        return _error(error, self.settings().retry_after_ms)
+
+    def observed(self, method: str, handler: CallHandler) -> Handler:
+        """A handler that holds no in-flight place, as one observed call (method label
+        ``http.<RPC>``); its error, if any, answered as ``{"error": {"code", "message"}}``
+        with the table's HTTP status."""
 
         async def run(request: web.Request) -> web.StreamResponse:
-            model = request.match_info.get("name", "")
-            request_id = request.query.get("request_id", "")
-            admission = self.calls.admitted() if admit else contextlib.nullcontext()
-            with self.calls.observe(f"http.{method}", model, request_id) as call, admission:
+            model, request_id = (
+                request.match_info.get("name", ""),
+                request.query.get("request_id", ""),
+            )
+            with self.calls.observe(f"http.{method}", model, request_id) as call:
                 return await handler(request, call)
             assert call.error is not None  # the body returned, or its error was kept
-            return _error(call.error)
+            return self._answer(call.error)
 
         return run
 
-    async def _read_request(self, request: web.Request, call: Call, **extra: str) -> ImageRequest:
-        image, options = await _read_image(request, self.max_body_bytes)
-        call.request_id = options.get("request_id", "")
-        return _image_request(request.match_info["name"], image, {**options, **extra}, None)
+    def observed_image(self, method: str, handler: ImageHandler, **extra: str) -> Handler:
+        """An inference route as one observed call. The body is read first, bounded in bytes
+        and time, and only then is an in-flight place taken: a slow sender holds a
+        connection, never a place another caller needs. The caller's timeout, if any, bounds
+        both and is passed on to the data plane like a gRPC deadline."""
 
-    async def classify(self, request: web.Request, call: Call) -> web.Response:
-        result = await self.dataplane.classify(await self._read_request(request, call))
+        async def run(request: web.Request) -> web.StreamResponse:
+            loop = asyncio.get_running_loop()
+            model, request_id = request.match_info["name"], request.query.get("request_id", "")
+            with self.calls.observe(f"http.{method}", model, request_id) as call:
+                timeout = caller_timeout(request)
+                deadline = None if timeout is None else loop.time() + timeout
+                image, options = await self._read_body(request, timeout, deadline)
+                call.request_id = options.get("request_id", "")
+                remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+                inference_request = image_request(model, image, {**options, **extra}, remaining)
+                with self.calls.admitted():
+                    async with _until(deadline, lambda: _deadline_passed(timeout)):
+                        return await handler(inference_request, call)
+            assert call.error is not None
+            return self._answer(call.error)
+
+        return run
+
+    async def _read_body(
+        self, request: web.Request, timeout: float | None, deadline: float | None
+    ) -> tuple[bytes, dict[str, str]]:
+        settings = self.settings()
+        body_timeout = settings.http_body_timeout_s
+        body_deadline = asyncio.get_running_loop().time() + body_timeout
+
+        def error() -> GatewayError:
+            if deadline is not None and deadline <= body_deadline:
+                return _deadline_passed(timeout)
+            return BodyTimeoutError(f"the request body did not arrive within {body_timeout:g} s")
+
+        when = body_deadline if deadline is None else min(deadline, body_deadline)
+        async with _until(when, error):
+            return await read_image(
+                request, settings.max_message_bytes, settings.max_multipart_fields
+            )
+        raise AssertionError("unreachable: the body returns or raises")
+
+    async def classify(self, image_request: ImageRequest, call: Call) -> web.Response:
+        result = await self.dataplane.classify(image_request)
         return _json(convert.classify_response(call.request_id, result))
 
-    async def detect(self, request: web.Request, call: Call) -> web.Response:
-        result = await self.dataplane.detect(await self._read_request(request, call))
+    async def detect(self, image_request: ImageRequest, call: Call) -> web.Response:
+        result = await self.dataplane.detect(image_request)
         return _json(convert.detect_response(call.request_id, result))
 
-    async def annotate(self, request: web.Request, call: Call) -> web.Response:
-        image_request = await self._read_request(request, call, annotate="true")
+    async def annotate(self, image_request: ImageRequest, call: Call) -> web.Response:
         name = image_request.task.model.name
         binding = self.dataplane.model(name).binding(image_request.task.model.signature_name)
         if binding.outputs.kind == ModelKind.DETECTION:
@@ -186,12 +214,20 @@ class HttpFront:
         return web.json_response(doc)
 
 
+def _deadline_passed(timeout: float | None) -> DeadlineExceededError:
+    return DeadlineExceededError(f"the caller's timeout of {timeout:g} s passed")
+
+
 def create_app(
-    dataplane: DataPlane, calls: Calls, ready: Callable[[], bool], max_body_bytes: int
+    dataplane: DataPlane,
+    calls: Calls,
+    ready: Callable[[], bool],
+    settings: Callable[[], GatewayConfig],
 ) -> web.Application:
-    front = HttpFront(dataplane, calls, ready, max_body_bytes)
-    app = web.Application(client_max_size=max_body_bytes)
-    observed = front.observed
+    front = HttpFront(dataplane, calls, ready, settings)
+    # The body limit is enforced by the routes (raw bodies and multipart forms alike).
+    app = web.Application(client_max_size=settings().max_message_bytes, middlewares=[json_errors])
+    observed, image = front.observed, front.observed_image
     model = f"/v1/models/{_NAME}"
     app.add_routes(
         [
@@ -199,42 +235,11 @@ def create_app(
             web.get("/openapi.json", front.openapi),
             web.get("/healthz", front.healthz),
             web.get("/readyz", front.readyz),
-            web.get("/v1/models", observed("ListModels", front.list_models, admit=False)),
-            web.get(model, observed("DescribeModel", front.describe_model, admit=False)),
-            web.post(f"{model}:classify", observed("Classify", front.classify)),
-            web.post(f"{model}:detect", observed("Detect", front.detect)),
-            web.post(f"{model}:annotate", observed("Annotate", front.annotate)),
+            web.get("/v1/models", observed("ListModels", front.list_models)),
+            web.get(model, observed("DescribeModel", front.describe_model)),
+            web.post(f"{model}:classify", image("Classify", front.classify)),
+            web.post(f"{model}:detect", image("Detect", front.detect)),
+            web.post(f"{model}:annotate", image("Annotate", front.annotate, annotate="true")),
         ]
     )
     return app
-
-
-def _dual_stack_socket(port: int) -> socket.socket:
-    """One socket for IPv4 and IPv6 on every interface. (asyncio would make "::" IPv6-only,
-    and with port 0 bind the two families to two different ports.)"""
-    try:
-        sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        address: tuple[str, int] = ("::", port)
-    except OSError:  # no IPv6 on this host
-        sock, address = socket.socket(socket.AF_INET, socket.SOCK_STREAM), ("0.0.0.0", port)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(address)
-    return sock
-
-
-async def start_http(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    # A caller that hangs up cancels its work (decode, the Predict), as a gRPC cancel does.
-    runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
-    await runner.setup()
-    bare = host.strip("[]")
-    if bare in ("", "::", "0.0.0.0"):
-        sock = _dual_stack_socket(port)
-        site: web.BaseSite = web.SockSite(runner, sock)
-        port = sock.getsockname()[1]
-    else:
-        site = web.TCPSite(runner, bare, port)
-    await site.start()
-    if port == 0:  # a named host with port 0: ask the listening socket
-        port = runner.addresses[0][1]
-    return runner, port
