@@ -14,7 +14,8 @@ import sys
 
 import numpy as np
 
-from gateway.tfserving.client import UpstreamClient, UpstreamOptions
+from gateway.tfserving.client import UpstreamClient
+from gateway.tfserving.options import UpstreamOptions
 from gateway.tfserving.signatures import ModelRef
 
 COLORS = ["red", "green", "blue", "yellow", "cyan", "magenta", "white", "black"]

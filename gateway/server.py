@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import resource
 import signal
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -27,17 +26,18 @@ from gateway.dataplane import DataPlane
 from gateway.health import SERVICE_NAME, Readiness
 from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
-from gateway.tfserving.client import Upstream, UpstreamClient, UpstreamOptions
-from gateway.tfserving.rest import RestUpstream, RetryPolicy
+from gateway.tfserving.client import Upstream
 from gateway.transport.grpc_registration import add_image_gateway
 from gateway.transport.grpc_service import ImageGatewayServicer
 from gateway.transport.listener import (
     Listener,
     ListenerLimits,
     quiet_accept_errors,
+    raise_open_files_limit,
     retry_after_s,
 )
 from gateway.transport.metrics_http import create_metrics_app
+from gateway.upstreams import UpstreamWatch, build_upstream
 
 log = logging.getLogger(__name__)
 
@@ -53,32 +53,6 @@ FIXED_AT_START = (
 )  # fmt: skip
 # gRPC reads INT_MAX as "no limit" for its millisecond settings.
 GRPC_UNLIMITED_MS = 2**31 - 1
-
-
-def build_upstream(
-    config: GatewayConfig, credentials: grpc.ChannelCredentials | None = None
-) -> Upstream:
-    """The TF Serving client the config names: REST for an http(s) URL, else gRPC, with the
-    config's deadline, keepalive and UNAVAILABLE retry policy (the same numbers for both)."""
-    if config.upstream.startswith(("http://", "https://")):  # TF Serving's REST port
-        retry = RetryPolicy(
-            attempts=config.upstream_retry_attempts,
-            initial_backoff_s=config.upstream_retry_initial_backoff_ms / 1000,
-            max_backoff_s=config.upstream_retry_max_backoff_ms / 1000,
-        )
-        return RestUpstream(config.upstream, timeout_s=config.upstream_timeout_s, retry=retry)
-    options = UpstreamOptions(
-        config.upstream,
-        timeout_s=config.upstream_timeout_s,
-        keepalive_time_ms=config.upstream_keepalive_time_ms,
-        keepalive_timeout_ms=config.upstream_keepalive_timeout_ms,
-        retry_attempts=config.upstream_retry_attempts,
-        retry_initial_backoff_ms=config.upstream_retry_initial_backoff_ms,
-        retry_max_backoff_ms=config.upstream_retry_max_backoff_ms,
-        reconnect_initial_backoff_ms=config.upstream_reconnect_initial_backoff_ms,
-        reconnect_max_backoff_ms=config.upstream_reconnect_max_backoff_ms,
-    )
-    return UpstreamClient(options, credentials)
 
 
 class GatewayServer:
@@ -110,8 +84,6 @@ class GatewayServer:
         self._grpc: grpc.aio.Server | None = None
         self._http: Listener | None = None
         self._metrics_listener: Listener | None = None
-        self._poller: asyncio.Task[None] | None = None
-        self._watchers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[bool]] = set()
         self._stop_requested = asyncio.Event()
 
@@ -125,6 +97,7 @@ class GatewayServer:
         self._prepare_process()
         self.upstream = self._upstream or build_upstream(self.config, self._upstream_credentials)
         self.dataplane = DataPlane(self.config, self.upstream, self.metrics, self._executor)
+        self.watch = UpstreamWatch(self.dataplane, self.readiness, lambda: self.config)
         self.calls = Calls(
             self.metrics,
             self.config.max_in_flight,
@@ -201,12 +174,8 @@ class GatewayServer:
         )
 
     async def _start_poller(self) -> None:
-        await self.poll_once()
-        self._poller = asyncio.create_task(self._poll_forever())
-        self._watchers = [
-            asyncio.create_task(self._watch_upstream()),
-            asyncio.create_task(self._publish_changes()),
-        ]
+        await self.watch.poll_once()
+        self.watch.start()
 
     # --- running -----------------------------------------------------------------------------
 
@@ -253,52 +222,9 @@ class GatewayServer:
         self.calls.admission.retry_after_ms = config.retry_after_ms
         self.calls.max_streams = config.max_streams
         self.metrics.in_flight_limit.set(config.max_in_flight)
-        await self.poll_once()
+        await self.watch.poll_once()
         log.info("config reloaded: models %s", ", ".join(m.name for m in config.models))
         return True
-
-    async def poll_once(self) -> None:
-        """Refresh every model from TF Serving and publish readiness."""
-        await self.dataplane.refresh()
-        await self.readiness.publish(self.dataplane.models.values())
-
-    async def _poll_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.status_poll_s)
-            try:
-                await self.poll_once()
-            except Exception:
-                log.exception("polling TF Serving for model status failed")
-
-    async def _watch_upstream(self) -> None:
-        """Readiness between polls (DECISIONS 26): the gRPC channel's connectivity, or for
-        any other upstream a light status probe every ``upstream_probe_s``. Failed calls are
-        the other signal (the data plane reports them to the catalogue)."""
-        catalog = self.dataplane.catalog
-        if isinstance(self.upstream, UpstreamClient):
-            async for reachable in self.upstream.connectivity():
-                if reachable:
-                    await self._guarded(self.dataplane.refresh())
-                else:
-                    catalog.unreachable(f"upstream: cannot connect to {self.config.upstream}")
-            return
-        while True:
-            await asyncio.sleep(self.config.upstream_probe_s)
-            await self._guarded(catalog.probe(timeout=max(1.0, self.config.upstream_probe_s)))
-
-    async def _publish_changes(self) -> None:
-        changed = self.dataplane.catalog.changed
-        while True:
-            await changed.wait()
-            changed.clear()
-            await self.readiness.publish(self.dataplane.models.values())
-
-    @staticmethod
-    async def _guarded(check: Awaitable[None]) -> None:
-        try:
-            await check
-        except Exception:
-            log.exception("checking TF Serving for readiness failed")
 
     # --- shutdown ----------------------------------------------------------------------------
 
@@ -308,10 +234,7 @@ class GatewayServer:
     async def stop(self, grace: float | None = None) -> None:
         """Report NOT_SERVING, refuse new calls, let calls in flight finish within ``grace``."""
         await self.readiness.stopping()
-        if self._poller is not None:
-            self._poller.cancel()
-        for task in self._watchers:
-            task.cancel()
+        self.watch.stop()
         # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
         await asyncio.sleep(self.config.shutdown_delay_s)
         grace = self.config.shutdown_grace_s if grace is None else grace
@@ -324,17 +247,6 @@ class GatewayServer:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._metrics_listener is not None:
             await self._metrics_listener.stop(0)
-
-
-def raise_open_files_limit() -> None:
-    """Every connection is a file descriptor: take the hard ``nofile`` limit, not the (often
-    1024) soft one, so that idle connections are timed out before descriptors run out."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        except (ValueError, OSError) as error:  # e.g. an unlimited hard limit on macOS
-            log.warning("could not raise the open files limit from %d to %d: %s", soft, hard, error)
 
 
 def create_server(

@@ -15,7 +15,8 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gateway._proto import classify_pb2, classify_pb2_grpc
-from gateway.tfserving.client import UpstreamClient, UpstreamOptions
+from gateway.tfserving.client import UpstreamClient
+from gateway.tfserving.options import UpstreamOptions
 from gateway.tfserving.signatures import ModelRef
 from gateway.tfserving.tensors import dtype_name
 

@@ -2,7 +2,7 @@
 
 protoc's ``add_ImageGatewayServicer_to_server`` parses each request before the servicer runs, so
 a malformed message fails inside grpc: UNKNOWN, a traceback in the log, no metric. Registered
-this way the servicer parses it inside its observed call (``convert.parse``), and the caller gets
+this way the servicer parses it inside its observed call (``parsing.parse``), and the caller gets
 INVALID_ARGUMENT, counted under the method like any other bad request. Parsing moves; it does not
 happen twice.
 """

@@ -17,6 +17,7 @@ from gateway.dataplane import DataPlane
 from gateway.errors import InvalidRequestError
 from gateway.streaming import FrameIn, first_message, process_stream
 from gateway.transport import convert
+from gateway.transport.parsing import parse
 
 if TYPE_CHECKING:
     from typing import TypeAlias
@@ -44,7 +45,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
 
     async def Classify(self, data: bytes, context: Context) -> classify_pb2.ClassifyResponse:
         with self._observe("Classify", context) as call:
-            request = convert.parse(classify_pb2.ClassifyRequest, data)
+            request = parse(classify_pb2.ClassifyRequest, data)
             call.model, call.request_id = request.model.name, request.request_id
             with self.calls.admitted():
                 image_request = convert.image_request(request, context.time_remaining())
@@ -55,7 +56,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
 
     async def Detect(self, data: bytes, context: Context) -> classify_pb2.DetectResponse:
         with self._observe("Detect", context) as call:
-            request = convert.parse(classify_pb2.DetectRequest, data)
+            request = parse(classify_pb2.DetectRequest, data)
             call.model, call.request_id = request.model.name, request.request_id
             with self.calls.admitted():
                 image_request = convert.image_request(request, context.time_remaining())
@@ -66,7 +67,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
 
     async def ListModels(self, data: bytes, context: Context) -> classify_pb2.ListModelsResponse:
         with self._observe("ListModels", context) as call:
-            convert.parse(classify_pb2.ListModelsRequest, data)
+            parse(classify_pb2.ListModelsRequest, data)
             models = [convert.model_info(m) for m in self.dataplane.models.values()]
             return classify_pb2.ListModelsResponse(models=models)
         await _abort(context, call)
@@ -74,7 +75,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
 
     async def DescribeModel(self, data: bytes, context: Context) -> classify_pb2.ModelInfo:
         with self._observe("DescribeModel", context) as call:
-            request = convert.parse(classify_pb2.DescribeModelRequest, data)
+            request = parse(classify_pb2.DescribeModelRequest, data)
             call.model = request.name
             return convert.model_info(self.dataplane.model(request.name))
         await _abort(context, call)
@@ -82,7 +83,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
 
     async def Analyze(self, data: bytes, context: Context) -> classify_pb2.AnalyzeResponse:
         with self._observe("Analyze", context) as call:
-            request = convert.parse(classify_pb2.AnalyzeRequest, data)
+            request = parse(classify_pb2.AnalyzeRequest, data)
             call.model = request.tasks[0].model.name if request.tasks else ""
             call.request_id = request.request_id
             with self.calls.admitted():
@@ -105,7 +106,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
             data = await first_message(requests, idle_s)
             if data is None:
                 return
-            first = convert.parse(classify_pb2.StreamRequest, data)
+            first = parse(classify_pb2.StreamRequest, data)
             if not first.HasField("options"):
                 raise InvalidRequestError("the first message of a stream must be its options")
             options = first.options
@@ -116,7 +117,7 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
 
             async def frames() -> AsyncIterator[FrameIn]:
                 async for data in requests:
-                    item = convert.parse(classify_pb2.StreamRequest, data)
+                    item = parse(classify_pb2.StreamRequest, data)
                     if not item.HasField("frame"):
                         raise InvalidRequestError("options may only come as the first message")
                     frame = item.frame

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import resource
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -210,3 +211,16 @@ def quiet_accept_errors() -> None:
     asyncio_log = logging.getLogger("asyncio")
     if not any(isinstance(f, RepeatedLines) for f in asyncio_log.filters):
         asyncio_log.addFilter(RepeatedLines("socket.accept() out of system resource"))
+
+
+def raise_open_files_limit() -> None:
+    """Every connection is a file descriptor: take the hard ``nofile`` limit, not the (often
+    1024) soft one, so that idle connections are timed out before descriptors run out."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as error:  # e.g. an unlimited hard limit on macOS
+            logging.getLogger(__name__).warning(
+                "could not raise the open files limit from %d to %d: %s", soft, hard, error
+            )

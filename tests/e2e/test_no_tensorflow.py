@@ -13,7 +13,8 @@ SCRIPT = """
 import asyncio, json, sys
 import numpy as np
 from gateway.tfserving.signatures import ModelRef
-from gateway.tfserving.client import UpstreamClient, UpstreamOptions
+from gateway.tfserving.client import UpstreamClient
+from gateway.tfserving.options import UpstreamOptions
 
 async def main(target):
     async with UpstreamClient(UpstreamOptions(target)) as client:

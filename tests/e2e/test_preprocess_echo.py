@@ -13,7 +13,8 @@ from gateway.choices import Color, Layout, Normalization, ResizeFilter, ResizeMo
 from gateway.decode import DecodeLimits
 from gateway.pipeline import preprocess
 from gateway.profiles import PreprocessProfile
-from gateway.tfserving.client import UpstreamClient, UpstreamOptions
+from gateway.tfserving.client import UpstreamClient
+from gateway.tfserving.options import UpstreamOptions
 from gateway.tfserving.signatures import ModelRef
 from tests import images
 from tests.conftest import ModelServerProcess

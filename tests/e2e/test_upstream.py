@@ -16,7 +16,8 @@ from PIL import Image
 
 from gateway._proto.tfserving import get_model_metadata_pb2, predict_pb2, types_pb2
 from gateway.errors import UpstreamError
-from gateway.tfserving.client import GET_MODEL_METADATA, PREDICT, UpstreamClient, UpstreamOptions
+from gateway.tfserving.client import GET_MODEL_METADATA, PREDICT, UpstreamClient
+from gateway.tfserving.options import UpstreamOptions
 from gateway.tfserving.signatures import ModelRef, VersionState
 from gateway.tfserving.tensors import make_tensor_proto
 from tests.conftest import ModelServerProcess, free_port, start_test_server
