@@ -11,7 +11,8 @@ from PIL import Image
 
 from gateway.drawing import AnnotateSpec
 from gateway.inference import Task
-from gateway.streaming import FrameIn, StreamSettings, response_bytes
+from gateway.stream_flow import FrameIn, response_bytes
+from gateway.streaming import StreamSettings
 from gateway.tfserving.signatures import ModelRef
 from tests.images import encode
 from tests.test_streams import Stream, executor, streamed, until

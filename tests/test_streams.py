@@ -26,7 +26,8 @@ from gateway.config import GatewayConfig, ModelSettings
 from gateway.dataplane import DataPlane
 from gateway.inference import Task
 from gateway.metrics import Metrics
-from gateway.streaming import FrameIn, FrameOut, StreamSettings, process_stream
+from gateway.stream_flow import FrameIn, FrameOut
+from gateway.streaming import StreamSettings, process_stream
 from gateway.tfserving.signatures import ModelRef, Prediction
 from tests.fakes import Answer, FakeUpstream, PredictFn, classifier, mean_colour, unavailable
 from tests.images import encode
