@@ -29,6 +29,13 @@ class FrameOut:
     dropped: bool = False
     error: GatewayError | None = None
 
+    @property
+    def outcome(self) -> str:
+        """How the frame was answered, as ``tfs_gateway_stream_frames_total`` counts it."""
+        if self.dropped:
+            return "dropped"
+        return "served" if self.error is None else "failed"
+
 
 class Window:
     """Frames of one stream in flight, and waiting for a free place."""

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.calls import Calls
+from gateway.calls import Calls, deadline_after
 from gateway.dataplane import DataPlane
 from gateway.errors import StreamIdleError
 from gateway.inference import Task
@@ -67,8 +67,14 @@ async def process_stream(
 ) -> AsyncIterator[FrameOut]:
     """Run ``settings.tasks`` on every frame; yield one FrameOut per frame. With
     ``idle_timeout_s``, a stream that sends no frame for that long while none of its frames
-    is in flight (or was answered in that time) ends with StreamIdleError."""
+    is in flight (or was answered in that time) ends with StreamIdleError.
+
+    Every frame read is counted ``received`` and, once, by its answer when that is handed to
+    the caller (served, failed, dropped), or ``cancelled`` when the stream ends without
+    answering it: in flight, waiting (drop-stale), or answered but not yet taken."""
     metrics = dataplane.metrics
+    counted = metrics.frames
+    received = delivered = 0
     loop = asyncio.get_running_loop()
     last_activity = loop.time()
     out: asyncio.Queue[FrameOut | None] = asyncio.Queue(maxsize=settings.window + 2)
@@ -81,9 +87,11 @@ async def process_stream(
     async def outcome_of(frame: FrameIn) -> FrameOut:
         request_id = f"{settings.request_id}.{frame.frame_id}" if settings.request_id else ""
         results = None
-        with calls.observe(STREAM_FRAME, settings.model, request_id) as call, calls.admitted():
-            results = await dataplane.run(frame.image, settings.tasks, time_remaining())
-        metrics.stream_frames.labels("failed" if call.error else "served").inc()
+        remaining = time_remaining()  # the stream's deadline is each of its frames' deadline
+        deadline = deadline_after(remaining)
+        observed = calls.observe(STREAM_FRAME, settings.model, request_id, deadline=deadline)
+        with observed as call, calls.admitted():
+            results = await dataplane.run(frame.image, settings.tasks, remaining)
         return FrameOut(frame.frame_id, frame.timestamp_us, results=results, error=call.error)
 
     async def work(seq: int, frame: FrameIn) -> None:
@@ -127,12 +135,13 @@ async def process_stream(
             pending.cancel()
 
     async def read() -> None:
-        nonlocal last_activity
+        nonlocal last_activity, received
         seq = 0
         iterator = aiter(frames)
         while (frame := await next_frame(iterator)) is not None:
             last_activity = loop.time()
-            metrics.stream_frames.labels("received").inc()
+            received += 1
+            counted["received"].inc()
             if not settings.drop_stale:
                 await window.until(unread.room)
                 start(seq, frame)
@@ -141,7 +150,6 @@ async def process_stream(
             else:
                 if waiting:
                     stale_seq, stale = waiting.pop()
-                    metrics.stream_frames.labels("dropped").inc()
                     dropped = FrameOut(stale.frame_id, stale.timestamp_us, dropped=True)
                     unread.made(dropped)
                     await emitter.emit(stale_seq, dropped)
@@ -166,6 +174,8 @@ async def process_stream(
             if item is None:
                 return
             unread.taken(item)
+            counted[item.outcome].inc()
+            delivered += 1
             yield item
     finally:
         # Nothing of the stream outlives it: not its pending read of the output queue, and not
@@ -176,5 +186,6 @@ async def process_stream(
             pending.append(getter)
         for task in pending:
             task.cancel()
+        counted["cancelled"].inc(received - delivered)  # the reader can receive no more now
         with contextlib.suppress(BaseException):
             await asyncio.gather(*pending, return_exceptions=True)
