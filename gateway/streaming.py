@@ -19,10 +19,11 @@ from typing import Any, TypeVar
 
 from gateway.calls import Calls, deadline_after
 from gateway.dataplane import DataPlane
-from gateway.errors import StreamIdleError
+from gateway.errors import ShuttingDownError, StreamIdleError
 from gateway.inference import Task
 from gateway.stream_flow import Emitter, FrameIn, FrameOut, Unread, Window
 
+FIRST = asyncio.FIRST_COMPLETED
 STREAM_FRAME = "StreamFrame"  # the method frames are counted under, beside their "Stream"
 T = TypeVar("T")
 
@@ -67,7 +68,9 @@ async def process_stream(
 ) -> AsyncIterator[FrameOut]:
     """Run ``settings.tasks`` on every frame; yield one FrameOut per frame. With
     ``idle_timeout_s``, a stream that sends no frame for that long while none of its frames
-    is in flight (or was answered in that time) ends with StreamIdleError.
+    is in flight (or was answered in that time) ends with StreamIdleError. Once
+    ``calls.draining`` starts (shutdown) it reads no more frames and ends when it has answered
+    those it read, or with ShuttingDownError, naming how many it did not, at the drain deadline.
 
     Every frame read is counted ``received`` and, once, by its answer when that is handed to
     the caller (served, failed, dropped), or ``cancelled`` when the stream ends without
@@ -114,18 +117,23 @@ async def process_stream(
         task.add_done_callback(running.discard)
 
     async def next_frame(iterator: AsyncIterator[FrameIn]) -> FrameIn | None:
-        if idle_timeout_s is None:
-            return await anext(iterator, None)
+        """The next frame, or None once the caller ends the stream or the gateway drains."""
         pending = asyncio.ensure_future(anext(iterator, None))
         try:
             while True:
-                busy = window.used > 0 or bool(waiting)
-                left = idle_timeout_s if busy else last_activity + idle_timeout_s - loop.time()
-                done, _ = await asyncio.wait({pending}, timeout=max(left, 0))
-                if done:
+                left = None
+                if idle_timeout_s is not None:
+                    busy = window.used > 0 or bool(waiting)
+                    idle = last_activity + idle_timeout_s - loop.time()
+                    left = max(idle_timeout_s if busy else idle, 0)
+                await asyncio.wait({pending, stopping}, timeout=left, return_when=FIRST)
+                if pending.done():
                     return pending.result()
+                if stopping.done():
+                    return None
                 if (
-                    not (window.used > 0 or waiting)
+                    idle_timeout_s is not None
+                    and not (window.used > 0 or waiting)
                     and loop.time() - last_activity >= idle_timeout_s
                 ):
                     raise StreamIdleError(
@@ -158,19 +166,27 @@ async def process_stream(
         await window.until(lambda: window.used == 0 and not waiting)
         await out.put(None)
 
+    stopping = asyncio.ensure_future(calls.draining.started.wait())
+    cutoff = asyncio.ensure_future(calls.draining.passed())
     reader = asyncio.ensure_future(read())
     getter: asyncio.Future[FrameOut | None] | None = None
     try:
         while True:
             getter = asyncio.ensure_future(out.get())
-            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():  # the reader ended first: with an error, or it put None
-                getter.cancel()
-                if not reader.cancelled() and reader.exception() is not None:
-                    raise reader.exception()  # type: ignore[misc]
-                item = await out.get()
-            else:
+            await asyncio.wait({getter, reader, cutoff}, return_when=FIRST)
+            if getter.done():
                 item = getter.result()
+            else:
+                getter.cancel()
+                if not out.empty():  # answers already made go out first
+                    item = out.get_nowait()
+                elif reader.done():  # it ends by putting None (above) or by raising
+                    raise reader.exception()  # type: ignore[misc]
+                else:  # shutdown's grace is running out: say what is left unanswered
+                    raise ShuttingDownError(
+                        f"the gateway is shutting down; {received - delivered} frames were "
+                        "not answered"
+                    )
             if item is None:
                 return
             unread.taken(item)
@@ -181,7 +197,7 @@ async def process_stream(
         # Nothing of the stream outlives it: not its pending read of the output queue, and not
         # a waiting frame (drop-stale), which a cancelled frame would otherwise start.
         waiting.clear()
-        pending: list[asyncio.Future[Any]] = [reader, *running]
+        pending: list[asyncio.Future[Any]] = [reader, stopping, cutoff, *running]
         if getter is not None:
             pending.append(getter)
         for task in pending:

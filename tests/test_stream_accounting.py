@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 import grpc
 import grpc.aio
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.config import GatewayConfig, ModelSettings
 from gateway.errors import InvalidRequestError, StreamIdleError
 from gateway.metrics import FRAME_OUTCOMES
-from gateway.server import GatewayServer
+from gateway.server import GatewayServer, create_server
 from gateway.streaming import StreamSettings
-from tests.fakes import FakeUpstream
+from tests.fakes import FakeUpstream, classifier
 from tests.test_stream_limits import Stub, eventually, options, with_gateway
 from tests.test_stream_limits import frame as frame_message
 from tests.test_streams import (
@@ -212,3 +214,81 @@ def test_a_grpc_stream_past_its_deadline_counts_its_frames_deadline_exceeded() -
     with_gateway(test, registry=registry)
     assert frame_calls(registry, "DEADLINE_EXCEEDED") == 2.0
     assert frames_total(registry) == counts(2, cancelled=2)
+
+
+# --- shutdown (issue 15, item 11) ---------------------------------------------------------------
+
+
+def at_shutdown(test: Callable[[GatewayServer, FakeUpstream, Stub], Awaitable[None]]) -> None:
+    """Run ``test`` against a gateway that the test itself stops."""
+
+    async def main() -> None:
+        upstream = FakeUpstream(classifier("colors"))
+        config = GatewayConfig(
+            host="127.0.0.1", port=0, http_port=-1, metrics_port=-1, status_poll_s=3600,
+            models=(ModelSettings("colors"),),
+        )  # fmt: skip
+        server = create_server(config, registry=CollectorRegistry(), upstream=upstream)
+        await server.start()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            await test(server, upstream, Stub(channel))
+
+    asyncio.run(main())
+
+
+def test_draining_a_stream_reads_no_more_frames_and_ends_once_those_it_read_are_answered(
+    executor,
+) -> None:
+    async def test(s: Stream) -> None:
+        s.upstream.hold()
+        s.caller.send(frame(1), frame(2))
+        reader = Reader(s.outcomes)
+        await s.upstream.wait_sent(2)
+        s.calls.draining.begin(time.monotonic() + 5.0)
+        for _ in range(50):  # loop turns (not time): the stream sees the drain begin
+            await asyncio.sleep(0)
+        s.caller.send(frame(3))  # never read; and the caller never ends the stream
+        s.upstream.release()
+        assert answered(await reader.all()) == [(1, "served"), (2, "served")]
+
+    stream = streamed(executor, StreamSettings(TASKS, window=2), test)
+    assert frames_total(stream.registry) == counts(2, served=2)
+
+
+def test_at_shutdown_a_grpc_stream_answers_every_frame_it_accepted_and_ends_ok() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        upstream.hold()
+        call = stub.Stream()
+        await call.write(options())
+        for n in range(3):
+            await call.write(frame_message(n))
+        await upstream.wait_sent(3)
+        stopping = asyncio.ensure_future(server.stop(grace=5.0))
+        await until(server.calls.draining.started.is_set)
+        await call.write(frame_message(3))  # as shutdown begins: read and answered, or not read
+        upstream.release()
+        ids = [response.result.frame_id async for response in call]
+        assert ids in ([0, 1, 2], [0, 1, 2, 3])
+        assert await call.code() == grpc.StatusCode.OK
+        await stopping
+        assert frames_total(server.registry) == counts(len(ids), served=len(ids))
+
+    at_shutdown(test)
+
+
+def test_when_the_grace_runs_out_a_stream_ends_unavailable_naming_the_frames_not_answered() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream, stub: Stub) -> None:
+        call = stub.Stream()
+        await call.write(options())
+        await call.write(frame_message(0))
+        assert (await call.read()).result.frame_id == 0
+        upstream.hold()  # and never released: the grace runs out
+        for n in range(1, 4):
+            await call.write(frame_message(n))
+        await upstream.wait_sent(4)
+        await server.stop(grace=0.6)
+        assert await call.code() == grpc.StatusCode.UNAVAILABLE
+        assert await call.details() == "the gateway is shutting down; 3 frames were not answered"
+        assert frames_total(server.registry) == counts(4, served=1, cancelled=3)
+
+    at_shutdown(test)
