@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import Iterator
@@ -88,6 +89,23 @@ def deadline_after(seconds: float | None) -> float | None:
     return None if seconds is None else time.monotonic() + seconds
 
 
+class Draining:
+    """Shutdown, as open streams see it: once ``started``, they read no more frames and answer
+    those they accepted by ``deadline`` (``time.monotonic()``), when the server's grace ends."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.deadline = math.inf
+
+    def begin(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.started.set()
+
+    async def passed(self) -> None:
+        await self.started.wait()
+        await asyncio.sleep(max(0.0, self.deadline - time.monotonic()))
+
+
 class Calls:
     def __init__(
         self,
@@ -100,6 +118,7 @@ class Calls:
         self.admission = Admission(metrics, max_in_flight, retry_after_ms)
         self.max_streams = max_streams
         self.streams = 0
+        self.draining = Draining()
 
     @contextlib.contextmanager
     def stream_admitted(self) -> Iterator[None]:

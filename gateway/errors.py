@@ -98,6 +98,13 @@ class StreamIdleError(GatewayError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class ShuttingDownError(GatewayError):
+    """The gateway's shutdown grace ran out before a stream had answered every frame it
+    accepted; the message says how many it did not."""
+
+    code = grpc.StatusCode.UNAVAILABLE
+
+
 class MemoryBudgetError(OverloadedError):
     """The gateway's budget of decode memory in flight has no room for this image now."""
 

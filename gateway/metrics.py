@@ -17,6 +17,8 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 BYTES_BUCKETS = tuple(float(1 << n) for n in range(10, 28, 2))  # 1 KiB .. 128 MiB
 PIXELS_BUCKETS = (1e4, 1e5, 3e5, 1e6, 2e6, 4e6, 8e6, 1.6e7, 5e7, 1e8)
+# received = served + failed + dropped + cancelled, always (README, "Limits and guarantees").
+FRAME_OUTCOMES = ("received", "served", "failed", "dropped", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +108,8 @@ class Metrics:
         )
         self.stream_frames = Counter(
             "tfs_gateway_stream_frames",
-            "Stream frames by outcome: received, served, dropped (stale) or failed.",
+            "Stream frames received, and each once by how it was answered: served, failed, "
+            "dropped (stale) or cancelled (its stream ended before it was answered).",
             ["outcome"],
             registry=registry,
         )
@@ -122,8 +125,8 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=registry,
         )
-        for outcome in ("received", "served", "dropped", "failed"):
-            self.stream_frames.labels(outcome)  # every outcome exported from the start, at 0
+        # Pre-bound, and so every outcome is exported from the start, at 0.
+        self.frames = {outcome: self.stream_frames.labels(outcome) for outcome in FRAME_OUTCOMES}
         self._per_model = {UNKNOWN_MODEL: self._bind(UNKNOWN_MODEL)}
         self.models: frozenset[str] = frozenset()
         self.add_models(models)

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -51,6 +52,8 @@ FIXED_AT_START = (
     "upstream_reconnect_initial_backoff_ms", "upstream_reconnect_max_backoff_ms",
     "metrics_host", "max_http_connections", "http_idle_timeout_s",
 )  # fmt: skip
+# What a stream's final status needs to reach its caller before gRPC cuts calls at shutdown.
+STATUS_MARGIN_S = 0.25
 # gRPC reads INT_MAX as "no limit" for its millisecond settings.
 GRPC_UNLIMITED_MS = 2**31 - 1
 
@@ -232,12 +235,16 @@ class GatewayServer:
         self._stop_requested.set()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Report NOT_SERVING, refuse new calls, let calls in flight finish within ``grace``."""
+        """Report NOT_SERVING, refuse new calls, let calls in flight finish within ``grace``
+        (streams: the frames they accepted)."""
         await self.readiness.stopping()
         self.watch.stop()
         # Health-checking balancers see NOT_SERVING and move traffic before calls are refused.
         await asyncio.sleep(self.config.shutdown_delay_s)
         grace = self.config.shutdown_grace_s if grace is None else grace
+        # Open streams read no more frames and answer those they accepted, ending themselves
+        # (with a status naming what is left) just before gRPC cancels them at the grace's end.
+        self.calls.draining.begin(time.monotonic() + grace - min(STATUS_MARGIN_S, grace / 4))
         # Both fronts refuse new work now; calls in flight on either finish within the grace.
         draining = [] if self._http is None else [self._http.stop(grace)]
         if self._grpc is not None:

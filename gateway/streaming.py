@@ -17,11 +17,13 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from gateway.calls import Calls
+from gateway.calls import Calls, deadline_after
 from gateway.dataplane import DataPlane
-from gateway.errors import GatewayError, StreamIdleError
-from gateway.inference import Detections, InferenceResult, Task
+from gateway.errors import ShuttingDownError, StreamIdleError
+from gateway.inference import Task
+from gateway.stream_flow import Emitter, FrameIn, FrameOut, Unread, Window
 
+FIRST = asyncio.FIRST_COMPLETED
 STREAM_FRAME = "StreamFrame"  # the method frames are counted under, beside their "Stream"
 T = TypeVar("T")
 
@@ -35,24 +37,6 @@ async def first_message(messages: AsyncIterator[T], idle_timeout_s: float) -> T 
         raise StreamIdleError(
             f"the stream sent no options for {idle_timeout_s:g} s (stream_idle_timeout_s)"
         ) from None
-
-
-@dataclass(frozen=True, slots=True)
-class FrameIn:
-    frame_id: int
-    image: bytes
-    timestamp_us: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class FrameOut:
-    """Exactly one per frame: results, a drop, or an error."""
-
-    frame_id: int
-    timestamp_us: int
-    results: list[InferenceResult] | None = None
-    dropped: bool = False
-    error: GatewayError | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,94 +58,6 @@ class StreamSettings:
         return self.tasks[0].model.name if self.tasks else ""
 
 
-class _Window:
-    """Frames of one stream in flight, and waiting for a free place."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self.used = 0
-        self.changed = asyncio.Event()
-
-    @property
-    def full(self) -> bool:
-        return self.used >= self.size
-
-    def take(self) -> None:
-        self.used += 1
-
-    def give(self) -> None:
-        self.used -= 1
-        self.changed.set()
-
-    async def until(self, condition: Callable[[], bool]) -> None:
-        while not condition():
-            self.changed.clear()
-            await self.changed.wait()
-
-
-def response_bytes(out: FrameOut) -> int:
-    """What a response holds, estimated: the annotated images and ~64 bytes per label or box."""
-    size = 256
-    for result in out.results or ():
-        outputs = result.outputs
-        found = outputs.detections if isinstance(outputs, Detections) else outputs.labels
-        size += 256 + 64 * len(found)
-        if result.annotated is not None:
-            size += len(result.annotated.data)
-    return size
-
-
-class _Unread:
-    """Bytes of responses made and not yet taken by the caller, and the largest one so far
-    (until one is known, an annotating stream assumes the worst: one frame at a time)."""
-
-    def __init__(self, settings: StreamSettings, window: _Window) -> None:
-        self.limit = settings.max_unread_bytes
-        self.window = window
-        self.bytes = 0
-        self.largest: int | None = None if settings.annotates else 0
-
-    def made(self, out: FrameOut) -> None:
-        size = response_bytes(out)
-        self.bytes += size
-        self.largest = max(self.largest or 0, size)
-
-    def taken(self, out: FrameOut) -> None:
-        self.bytes -= response_bytes(out)
-        self.window.changed.set()
-
-    def room(self) -> bool:
-        """Whether one more frame may start: the window has a place and the bytes of unread
-        responses plus those of frames in flight stay within the limit (one frame always may,
-        when nothing else is held: a single response may be larger than the limit)."""
-        if self.window.used == 0 and self.bytes == 0:
-            return True
-        if self.window.full or self.largest is None:
-            return False
-        return self.bytes + (self.window.used + 1) * self.largest <= self.limit
-
-
-class _Emitter:
-    """Puts outcomes on the bounded output queue, in frame order when asked."""
-
-    def __init__(self, out: asyncio.Queue[FrameOut | None], ordered: bool) -> None:
-        self.out = out
-        self.ordered = ordered
-        self.held: dict[int, FrameOut] = {}
-        self.next = 0
-        self.lock = asyncio.Lock()
-
-    async def emit(self, seq: int, outcome: FrameOut) -> None:
-        if not self.ordered:
-            await self.out.put(outcome)
-            return
-        async with self.lock:
-            self.held[seq] = outcome
-            while self.next in self.held:
-                await self.out.put(self.held.pop(self.next))
-                self.next += 1
-
-
 async def process_stream(
     dataplane: DataPlane,
     calls: Calls,
@@ -172,23 +68,33 @@ async def process_stream(
 ) -> AsyncIterator[FrameOut]:
     """Run ``settings.tasks`` on every frame; yield one FrameOut per frame. With
     ``idle_timeout_s``, a stream that sends no frame for that long while none of its frames
-    is in flight (or was answered in that time) ends with StreamIdleError."""
+    is in flight (or was answered in that time) ends with StreamIdleError. Once
+    ``calls.draining`` starts (shutdown) it reads no more frames and ends when it has answered
+    those it read, or with ShuttingDownError, naming how many it did not, at the drain deadline.
+
+    Every frame read is counted ``received`` and, once, by its answer when that is handed to
+    the caller (served, failed, dropped), or ``cancelled`` when the stream ends without
+    answering it: in flight, waiting (drop-stale), or answered but not yet taken."""
     metrics = dataplane.metrics
+    counted = metrics.frames
+    received = delivered = 0
     loop = asyncio.get_running_loop()
     last_activity = loop.time()
     out: asyncio.Queue[FrameOut | None] = asyncio.Queue(maxsize=settings.window + 2)
-    emitter = _Emitter(out, settings.ordered)
-    window = _Window(settings.window)
-    unread = _Unread(settings, window)
+    emitter = Emitter(out, settings.ordered)
+    window = Window(settings.window)
+    unread = Unread(settings.max_unread_bytes, settings.annotates, window)
     running: set[asyncio.Task[None]] = set()
     waiting: list[tuple[int, FrameIn]] = []  # drop-stale: the newest frame not yet started
 
     async def outcome_of(frame: FrameIn) -> FrameOut:
         request_id = f"{settings.request_id}.{frame.frame_id}" if settings.request_id else ""
         results = None
-        with calls.observe(STREAM_FRAME, settings.model, request_id) as call, calls.admitted():
-            results = await dataplane.run(frame.image, settings.tasks, time_remaining())
-        metrics.stream_frames.labels("failed" if call.error else "served").inc()
+        remaining = time_remaining()  # the stream's deadline is each of its frames' deadline
+        deadline = deadline_after(remaining)
+        observed = calls.observe(STREAM_FRAME, settings.model, request_id, deadline=deadline)
+        with observed as call, calls.admitted():
+            results = await dataplane.run(frame.image, settings.tasks, remaining)
         return FrameOut(frame.frame_id, frame.timestamp_us, results=results, error=call.error)
 
     async def work(seq: int, frame: FrameIn) -> None:
@@ -211,18 +117,23 @@ async def process_stream(
         task.add_done_callback(running.discard)
 
     async def next_frame(iterator: AsyncIterator[FrameIn]) -> FrameIn | None:
-        if idle_timeout_s is None:
-            return await anext(iterator, None)
+        """The next frame, or None once the caller ends the stream or the gateway drains."""
         pending = asyncio.ensure_future(anext(iterator, None))
         try:
             while True:
-                busy = window.used > 0 or bool(waiting)
-                left = idle_timeout_s if busy else last_activity + idle_timeout_s - loop.time()
-                done, _ = await asyncio.wait({pending}, timeout=max(left, 0))
-                if done:
+                left = None
+                if idle_timeout_s is not None:
+                    busy = window.used > 0 or bool(waiting)
+                    idle = last_activity + idle_timeout_s - loop.time()
+                    left = max(idle_timeout_s if busy else idle, 0)
+                await asyncio.wait({pending, stopping}, timeout=left, return_when=FIRST)
+                if pending.done():
                     return pending.result()
+                if stopping.done():
+                    return None
                 if (
-                    not (window.used > 0 or waiting)
+                    idle_timeout_s is not None
+                    and not (window.used > 0 or waiting)
                     and loop.time() - last_activity >= idle_timeout_s
                 ):
                     raise StreamIdleError(
@@ -232,12 +143,13 @@ async def process_stream(
             pending.cancel()
 
     async def read() -> None:
-        nonlocal last_activity
+        nonlocal last_activity, received
         seq = 0
         iterator = aiter(frames)
         while (frame := await next_frame(iterator)) is not None:
             last_activity = loop.time()
-            metrics.stream_frames.labels("received").inc()
+            received += 1
+            counted["received"].inc()
             if not settings.drop_stale:
                 await window.until(unread.room)
                 start(seq, frame)
@@ -246,7 +158,6 @@ async def process_stream(
             else:
                 if waiting:
                     stale_seq, stale = waiting.pop()
-                    metrics.stream_frames.labels("dropped").inc()
                     dropped = FrameOut(stale.frame_id, stale.timestamp_us, dropped=True)
                     unread.made(dropped)
                     await emitter.emit(stale_seq, dropped)
@@ -255,31 +166,42 @@ async def process_stream(
         await window.until(lambda: window.used == 0 and not waiting)
         await out.put(None)
 
+    stopping = asyncio.ensure_future(calls.draining.started.wait())
+    cutoff = asyncio.ensure_future(calls.draining.passed())
     reader = asyncio.ensure_future(read())
     getter: asyncio.Future[FrameOut | None] | None = None
     try:
         while True:
             getter = asyncio.ensure_future(out.get())
-            await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
-            if not getter.done():  # the reader ended first: with an error, or it put None
-                getter.cancel()
-                if not reader.cancelled() and reader.exception() is not None:
-                    raise reader.exception()  # type: ignore[misc]
-                item = await out.get()
-            else:
+            await asyncio.wait({getter, reader, cutoff}, return_when=FIRST)
+            if getter.done():
                 item = getter.result()
+            else:
+                getter.cancel()
+                if not out.empty():  # answers already made go out first
+                    item = out.get_nowait()
+                elif reader.done():  # it ends by putting None (above) or by raising
+                    raise reader.exception()  # type: ignore[misc]
+                else:  # shutdown's grace is running out: say what is left unanswered
+                    raise ShuttingDownError(
+                        f"the gateway is shutting down; {received - delivered} frames were "
+                        "not answered"
+                    )
             if item is None:
                 return
             unread.taken(item)
+            counted[item.outcome].inc()
+            delivered += 1
             yield item
     finally:
         # Nothing of the stream outlives it: not its pending read of the output queue, and not
         # a waiting frame (drop-stale), which a cancelled frame would otherwise start.
         waiting.clear()
-        pending: list[asyncio.Future[Any]] = [reader, *running]
+        pending: list[asyncio.Future[Any]] = [reader, stopping, cutoff, *running]
         if getter is not None:
             pending.append(getter)
         for task in pending:
             task.cancel()
+        counted["cancelled"].inc(received - delivered)  # the reader can receive no more now
         with contextlib.suppress(BaseException):
             await asyncio.gather(*pending, return_exceptions=True)

@@ -106,7 +106,7 @@ def test_every_stage_of_a_configured_model_is_exported_from_the_start() -> None:
 
 def test_every_stream_frame_outcome_is_exported_at_0_from_the_start() -> None:
     _, registry = make_metrics("colors")
-    outcomes = ("received", "served", "dropped", "failed")
+    outcomes = ("received", "served", "failed", "dropped", "cancelled")
     counts = {
         outcome: registry.get_sample_value("tfs_gateway_stream_frames_total", {"outcome": outcome})
         for outcome in outcomes

@@ -48,7 +48,9 @@ def classify_request() -> classify_pb2.ClassifyRequest:
 
 
 def with_gateway(
-    test: Callable[[GatewayServer, FakeUpstream, Stub], Awaitable[None]], **settings: object
+    test: Callable[[GatewayServer, FakeUpstream, Stub], Awaitable[None]],
+    registry: CollectorRegistry | None = None,
+    **settings: object,
 ) -> None:
     async def main() -> None:
         upstream = FakeUpstream(classifier("colors"))
@@ -56,7 +58,8 @@ def with_gateway(
             host="127.0.0.1", port=0, http_port=-1, metrics_port=-1, status_poll_s=3600,
             models=(ModelSettings("colors"),), **settings,  # type: ignore[arg-type]
         )  # fmt: skip
-        server = create_server(config, registry=CollectorRegistry(), upstream=upstream)
+        own = CollectorRegistry() if registry is None else registry
+        server = create_server(config, registry=own, upstream=upstream)
         await server.start()
         try:
             async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:

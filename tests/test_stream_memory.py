@@ -11,7 +11,8 @@ from PIL import Image
 
 from gateway.drawing import AnnotateSpec
 from gateway.inference import Task
-from gateway.streaming import FrameIn, StreamSettings, response_bytes
+from gateway.stream_flow import FrameIn, response_bytes
+from gateway.streaming import StreamSettings
 from gateway.tfserving.signatures import ModelRef
 from tests.images import encode
 from tests.test_streams import Stream, executor, streamed, until
@@ -47,12 +48,12 @@ def test_a_slow_reader_holds_no_more_unread_bytes_than_the_limit(executor) -> No
         s.caller.send(*frames(FRAMES))
         s.caller.close()
         taken = [await anext(s.outcomes)]
-        await until(lambda: s.frames_total("served") == 4)  # 1 taken, 3 unread: the limit
+        await until(lambda: s.requests("OK") == 4)  # 1 taken, 3 made and unread: the limit
         for _ in range(200):  # loop turns (not time): a fifth frame would be sent by now
             await asyncio.sleep(0)
-        assert (s.frames_total("served"), len(s.upstream.sent)) == (4, 4)
+        assert (s.requests("OK"), len(s.upstream.sent)) == (4, 4)
         while len(taken) < FRAMES:  # read one at a time: never more than 3 made and unread
-            assert (s.frames_total("served") or 0) - len(taken) <= 3
+            assert (s.requests("OK") or 0) - len(taken) <= 3
             taken.append(await anext(s.outcomes))
         assert [out.frame_id for out in taken] == list(range(FRAMES))
         assert all(out.results and out.results[0].annotated for out in taken)

@@ -24,9 +24,11 @@ from gateway._proto.tfserving import types_pb2
 from gateway.calls import Calls
 from gateway.config import GatewayConfig, ModelSettings
 from gateway.dataplane import DataPlane
+from gateway.errors import GatewayError
 from gateway.inference import Task
 from gateway.metrics import Metrics
-from gateway.streaming import FrameIn, FrameOut, StreamSettings, process_stream
+from gateway.stream_flow import FrameIn, FrameOut
+from gateway.streaming import StreamSettings, process_stream
 from gateway.tfserving.signatures import ModelRef, Prediction
 from tests.fakes import Answer, FakeUpstream, PredictFn, classifier, mean_colour, unavailable
 from tests.images import encode
@@ -98,11 +100,11 @@ class Gates:
 
 
 class Caller:
-    """The caller's side of a stream: the frames it sends (and when it stops), as the test
-    decides."""
+    """The caller's side of a stream: the frames it sends (and when it stops, or sends what
+    ends the stream with an error), as the test decides."""
 
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[FrameIn | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[FrameIn | GatewayError | None] = asyncio.Queue()
 
     def send(self, *frames: FrameIn) -> None:
         for item in frames:
@@ -111,8 +113,14 @@ class Caller:
     def close(self) -> None:
         self.queue.put_nowait(None)
 
+    def fail(self, error: GatewayError) -> None:
+        """What the transport raises for a message that ends the stream (e.g. a malformed one)."""
+        self.queue.put_nowait(error)
+
     async def frames(self) -> AsyncIterator[FrameIn]:
         while (item := await self.queue.get()) is not None:
+            if isinstance(item, GatewayError):
+                raise item
             yield item
 
 
@@ -148,6 +156,7 @@ class Stream:
     caller: Caller
     outcomes: AsyncGenerator[FrameOut, None]
     registry: CollectorRegistry
+    calls: Calls
 
     def frames_total(self, outcome: str) -> float | None:
         return self.registry.get_sample_value(
@@ -174,6 +183,7 @@ def streamed(
     test: Callable[[Stream], Awaitable[None]],
     predict: PredictFn = mean_colour,
     time_remaining: Callable[[], float | None] = lambda: None,
+    idle_timeout_s: float | None = None,
 ) -> Stream:
     """Run an async test body on a fresh loop with one stream open on a ready data plane; a
     hang fails after 5 s."""
@@ -183,9 +193,12 @@ def streamed(
     dataplane = DataPlane(CONFIG, upstream, metrics, executor)
     caller = Caller()
     calls = Calls(metrics, CONFIG.max_in_flight)
-    outcomes = process_stream(dataplane, calls, caller.frames(), settings, time_remaining)
+    outcomes = process_stream(
+        dataplane, calls, caller.frames(), settings, time_remaining, idle_timeout_s
+    )
     # An async generator (its signature says AsyncIterator): a caller may aclose() it.
-    stream = Stream(upstream, caller, cast(AsyncGenerator[FrameOut, None], outcomes), registry)
+    generator = cast(AsyncGenerator[FrameOut, None], outcomes)
+    stream = Stream(upstream, caller, generator, registry, calls)
 
     async def body() -> None:
         async with asyncio.timeout(5):
@@ -214,9 +227,9 @@ def test_ordered_delivery_returns_frames_in_sent_order_when_they_finish_out_of_o
         reader = Reader(s.outcomes)
         await s.upstream.wait_sent(3)
         gates.open(3)
-        await until(lambda: s.frames_total("served") == 1)
+        await until(lambda: s.requests("OK") == 1)
         gates.open(2)
-        await until(lambda: s.frames_total("served") == 2)
+        await until(lambda: s.requests("OK") == 2)
         assert reader.seen == []  # frames 2 and 3 are done, and wait for frame 1
         gates.open(1)
         assert [out.frame_id for out in await reader.all()] == [1, 2, 3]

@@ -17,7 +17,8 @@ from gateway.inference import (
 )
 from gateway.labels import Box
 from gateway.models import ServedModel
-from gateway.streaming import FrameOut, StreamSettings
+from gateway.stream_flow import FrameOut
+from gateway.streaming import StreamSettings
 from gateway.tfserving.signatures import ModelRef, TensorSpec
 from gateway.tfserving.tensors import dtype_name
 

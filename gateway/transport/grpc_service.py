@@ -15,7 +15,8 @@ from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.calls import Call, Calls, Observed, deadline_after
 from gateway.dataplane import DataPlane
 from gateway.errors import InvalidRequestError
-from gateway.streaming import FrameIn, first_message, process_stream
+from gateway.stream_flow import FrameIn
+from gateway.streaming import first_message, process_stream
 from gateway.transport import convert
 from gateway.transport.parsing import parse
 

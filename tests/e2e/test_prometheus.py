@@ -194,7 +194,7 @@ def test_request_counters_equal_the_calls_made(scraped) -> None:
         s["metric"]["outcome"]: float(s["value"][1])
         for s in prometheus.query("tfs_gateway_stream_frames_total")
     }
-    assert frames == {"received": 4, "served": 4, "dropped": 0, "failed": 0}
+    assert frames == {"received": 4, "served": 4, "failed": 0, "dropped": 0, "cancelled": 0}
     [upstream] = prometheus.query("tfs_gateway_upstream_errors_total")
     assert (upstream["metric"]["model"], upstream["metric"]["code"], upstream["value"][1]) == (
         "colors",
