@@ -35,6 +35,15 @@ async def _abort(context: Context, call: Call) -> None:
         await context.abort(error.code, error.message, pushback)
 
 
+async def _only(messages: AsyncIterator[bytes]) -> bytes:
+    """The one request message of a unary method (registered as client-streaming, so that it is
+    read only once the call holds its in-flight place: ``grpc_registration``)."""
+    message = await anext(aiter(messages), None)
+    if message is None:
+        raise InvalidRequestError("the call carried no request message")
+    return message
+
+
 class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
     def __init__(self, dataplane: DataPlane, calls: Calls) -> None:
         self.dataplane = dataplane
@@ -44,25 +53,27 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         deadline = deadline_after(context.time_remaining())
         return self.calls.observe(method, stream=stream, deadline=deadline)
 
-    async def Classify(self, data: bytes, context: Context) -> classify_pb2.ClassifyResponse:
-        with self._observe("Classify", context) as call:
-            request = parse(classify_pb2.ClassifyRequest, data)
+    async def Classify(
+        self, messages: AsyncIterator[bytes], context: Context
+    ) -> classify_pb2.ClassifyResponse:
+        with self._observe("Classify", context) as call, self.calls.admitted():
+            request = parse(classify_pb2.ClassifyRequest, await _only(messages))
             call.model, call.request_id = request.model.name, request.request_id
-            with self.calls.admitted():
-                image_request = convert.image_request(request, context.time_remaining())
-                result = await self.dataplane.classify(image_request)
-                return convert.classify_response(request.request_id, result)
+            image_request = convert.image_request(request, context.time_remaining())
+            result = await self.dataplane.classify(image_request)
+            return convert.classify_response(request.request_id, result)
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 
-    async def Detect(self, data: bytes, context: Context) -> classify_pb2.DetectResponse:
-        with self._observe("Detect", context) as call:
-            request = parse(classify_pb2.DetectRequest, data)
+    async def Detect(
+        self, messages: AsyncIterator[bytes], context: Context
+    ) -> classify_pb2.DetectResponse:
+        with self._observe("Detect", context) as call, self.calls.admitted():
+            request = parse(classify_pb2.DetectRequest, await _only(messages))
             call.model, call.request_id = request.model.name, request.request_id
-            with self.calls.admitted():
-                image_request = convert.image_request(request, context.time_remaining())
-                result = await self.dataplane.detect(image_request)
-                return convert.detect_response(request.request_id, result)
+            image_request = convert.image_request(request, context.time_remaining())
+            result = await self.dataplane.detect(image_request)
+            return convert.detect_response(request.request_id, result)
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 
@@ -82,15 +93,16 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 
-    async def Analyze(self, data: bytes, context: Context) -> classify_pb2.AnalyzeResponse:
-        with self._observe("Analyze", context) as call:
-            request = parse(classify_pb2.AnalyzeRequest, data)
+    async def Analyze(
+        self, messages: AsyncIterator[bytes], context: Context
+    ) -> classify_pb2.AnalyzeResponse:
+        with self._observe("Analyze", context) as call, self.calls.admitted():
+            request = parse(classify_pb2.AnalyzeRequest, await _only(messages))
             call.model = request.tasks[0].model.name if request.tasks else ""
             call.request_id = request.request_id
-            with self.calls.admitted():
-                tasks = [convert.task(t) for t in request.tasks]
-                results = await self.dataplane.run(request.image, tasks, context.time_remaining())
-                return convert.analyze_response(request.request_id, results)
+            tasks = [convert.task(t) for t in request.tasks]
+            results = await self.dataplane.run(request.image, tasks, context.time_remaining())
+            return convert.analyze_response(request.request_id, results)
         await _abort(context, call)
         raise AssertionError("unreachable: abort raises")
 

@@ -134,6 +134,51 @@ def test_requests_over_the_in_flight_limit_are_shed_at_once(
         gateway.stop()
 
 
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_shed_calls_are_refused_before_their_messages_are_read(
+    tmp_path: Path, models_dir: Path, slow_tfserving: ModelServerProcess
+) -> None:
+    """DECISIONS 24: bytes being received stay within max_in_flight messages. 24 callers sending
+    15 MiB each while the only place is taken must not make the gateway hold 360 MiB."""
+    gateway = start_gateway(
+        _config(tmp_path, models_dir, slow_tfserving.target), "--max-in-flight", "1"
+    )
+    try:
+        _wait_for(gateway.target, "SERVING")
+        thread = threading.Thread(target=lambda: _classify(gateway.target))
+        thread.start()
+        _wait_in_flight(gateway, 1)
+        before = _peak_rss_mib(gateway.process.pid)
+        big = classify_pb2.ClassifyRequest(model={"name": "colors"}, image=b"\xff" * (15 << 20))
+        codes: list[grpc.StatusCode] = []
+
+        def send() -> None:
+            options = [("grpc.max_send_message_length", 16 << 20)]
+            with grpc.insecure_channel(gateway.target, options=options) as channel:
+                try:
+                    classify_pb2_grpc.ImageGatewayStub(channel).Classify(big, timeout=30)
+                except grpc.RpcError as error:
+                    codes.append(error.code())
+
+        senders = [threading.Thread(target=send) for _ in range(24)]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join()
+        grown = _peak_rss_mib(gateway.process.pid) - before
+        thread.join()
+        assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 24
+        assert grown < 100, f"the gateway's peak RSS grew {grown:.0f} MiB for shed calls"
+    finally:
+        gateway.stop()
+
+
 def test_sigterm_drains_calls_in_flight(
     tmp_path: Path, models_dir: Path, slow_tfserving: ModelServerProcess
 ) -> None:
