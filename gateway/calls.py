@@ -28,6 +28,7 @@ from gateway.errors import (
     StreamIdleError,
     TooManyStreamsError,
 )
+from gateway.memory_budget import MemoryBudget
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -113,9 +114,13 @@ class Calls:
         max_in_flight: int,
         retry_after_ms: int = 1000,
         max_streams: int = 256,
+        max_receive_bytes: int = 512 * 1024 * 1024,
     ) -> None:
         self.metrics = metrics
         self.admission = Admission(metrics, max_in_flight, retry_after_ms)
+        # HTTP bodies being received, and held until their call ends (max_receive_bytes_in_flight)
+        self.receiving = MemoryBudget(max_receive_bytes, retry_after_ms)
+        metrics.receive_bytes.set_function(lambda: self.receiving.used)
         self.max_streams = max_streams
         self.streams = 0
         self.draining = Draining()

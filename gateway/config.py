@@ -91,8 +91,8 @@ class GatewayConfig:
     port: int = 9000
     metrics_port: int = 9100  # -1: no metrics endpoint
     http_port: int = 8080  # HTTP/JSON API and web page; -1: off
-    # The defaults add up to <= 1 GiB (DECISIONS 24): 32 calls x 16 MiB messages + 384 MiB of
-    # decode memory + the baseline; see the README's limits table.
+    # The defaults add up to <= 1 GiB (DECISIONS 24): 512 MiB of messages being received (32
+    # calls x 16 MiB) + 384 MiB of decode memory + the baseline; see the README's limits table.
     max_in_flight: int = 32
     max_message_bytes: int = 16 * 1024 * 1024
     max_image_pixels: int = 24_000_000
@@ -113,6 +113,7 @@ class GatewayConfig:
     heap_top_pad_bytes: int = 16 * 1024 * 1024  # glibc M_TOP_PAD; 0: leave malloc alone
     # Memory (DECISIONS 24; the README's limits table adds it up)
     max_decode_bytes_in_flight: int = 384 * 1024 * 1024  # decoded pixels + tensors, gateway-wide
+    max_receive_bytes_in_flight: int = 512 * 1024 * 1024  # HTTP bodies being read and handled
     max_tasks: int = 16  # models one Analyze request or stream may ask for
     max_stream_unread_bytes: int = 32 * 1024 * 1024  # responses a stream's reader has not taken
     # Shed callers are told to come back after this long (gRPC's grpc-retry-pushback-ms

@@ -56,6 +56,7 @@ _GATEWAY_RULES: tuple[Rule, ...] = (
     ("upstream_probe_s", lambda v: v > 0, "above 0"),
     # memory
     ("max_decode_bytes_in_flight", lambda v: v >= 1024 * 1024, "at least 1 MiB (1048576)"),
+    ("max_receive_bytes_in_flight", lambda v: v >= 1024 * 1024, "at least 1 MiB (1048576)"),
     ("max_tasks", lambda v: v >= 1, "at least 1"),
     ("max_stream_unread_bytes", lambda v: v >= 1, "at least 1"),
     # HTTP listeners
@@ -94,6 +95,11 @@ def validate(config: GatewayConfig, place: Place) -> None:
         raise ConfigError(
             f"{place('max_stream_window')}: must be at least stream_window "
             f"({config.stream_window}), not {config.max_stream_window}"
+        )
+    if config.max_receive_bytes_in_flight < config.max_message_bytes:
+        raise ConfigError(
+            f"{place('max_receive_bytes_in_flight')}: must be at least max_message_bytes "
+            f"({config.max_message_bytes}), not {config.max_receive_bytes_in_flight}"
         )
     if config.upstream_retry_max_backoff_ms < config.upstream_retry_initial_backoff_ms:
         raise ConfigError(

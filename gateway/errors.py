@@ -109,6 +109,11 @@ class MemoryBudgetError(OverloadedError):
     """The gateway's budget of decode memory in flight has no room for this image now."""
 
 
+class ReceiveBudgetError(OverloadedError):
+    """The gateway's budget of HTTP request bodies being received (and handled) has no room
+    for this body now: shed before any of it is read."""
+
+
 class DeadlineExceededError(GatewayError):
     """The caller's deadline passed before the gateway had an answer."""
 

@@ -21,10 +21,11 @@ once (RESOURCE_EXHAUSTED, retry later) rather than queued behind a slow one.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 from gateway.decode import ImageHeader
-from gateway.errors import ImageTooLargeError, MemoryBudgetError
+from gateway.errors import GatewayError, ImageTooLargeError, MemoryBudgetError
 
 MIB = 1024 * 1024
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -76,7 +77,8 @@ class Reservation:
 
 
 class MemoryBudget:
-    """Bytes of decoded pixels and tensors in flight, gateway-wide (thread-safe)."""
+    """Bytes in flight against one gateway-wide limit (thread-safe): decoded pixels and tensors
+    (:meth:`reserve`), or HTTP request bodies being received and handled (:meth:`hold`)."""
 
     def __init__(self, limit: int, retry_after_ms: int = 1000) -> None:
         self.limit = limit
@@ -94,8 +96,8 @@ class MemoryBudget:
         ImageTooLargeError if it could never fit, MemoryBudgetError if it does not fit now."""
         if nbytes > self.per_image_limit:
             raise ImageTooLargeError(
-                f"{what} needs ~{_mib(nbytes)} MiB to decode, over the gateway's per-image "
-                f"limit of {_mib(self.per_image_limit)} MiB (half of max_decode_bytes_in_flight)"
+                f"{what} needs ~{mib(nbytes)} MiB to decode, over the gateway's per-image "
+                f"limit of {mib(self.per_image_limit)} MiB (half of max_decode_bytes_in_flight)"
             )
         large = nbytes > self.limit // 8
         with self._lock:
@@ -105,14 +107,23 @@ class MemoryBudget:
             if not fits:
                 share = "large images' half of " if large else ""
                 raise MemoryBudgetError(
-                    f"the gateway's decode memory is in use ({share}{_mib(self.limit)} MiB "
-                    f"max_decode_bytes_in_flight); {what} needs ~{_mib(nbytes)} MiB: retry later",
+                    f"the gateway's decode memory is in use ({share}{mib(self.limit)} MiB "
+                    f"max_decode_bytes_in_flight); {what} needs ~{mib(nbytes)} MiB: retry later",
                     self.retry_after_ms,
                 )
             self.used += nbytes
             if large:
                 self.used_by_large += nbytes
         return Reservation(self, nbytes, large)
+
+    def hold(self, nbytes: int, refused: Callable[[], GatewayError]) -> Reservation:
+        """Hold ``nbytes`` if they fit now, without :meth:`reserve`'s per-image rules, or raise
+        ``refused()``."""
+        with self._lock:
+            if self.used + nbytes > self.limit:
+                raise refused()
+            self.used += nbytes
+        return Reservation(self, nbytes, large=False)
 
     def _give(self, reservation: Reservation, nbytes: int) -> None:
         with self._lock:
@@ -121,5 +132,5 @@ class MemoryBudget:
                 self.used_by_large -= nbytes
 
 
-def _mib(nbytes: int) -> str:
+def mib(nbytes: int) -> str:
     return f"{nbytes / MIB:.0f}" if nbytes >= 10 * MIB else f"{nbytes / MIB:.1f}"

@@ -63,6 +63,12 @@ class Metrics:
             "The in-flight limit beyond which requests are shed with RESOURCE_EXHAUSTED.",
             registry=registry,
         )
+        self.receive_bytes = Gauge(
+            "tfs_gateway_receive_bytes_in_flight",
+            "Bytes of HTTP request bodies held now (being received, or their calls running), "
+            "against max_receive_bytes_in_flight.",
+            registry=registry,
+        )
         self.upstream_errors = Counter(
             "tfs_gateway_upstream_errors",
             "Errors returned by TF Serving (or reaching it), by model and gRPC status code.",

@@ -106,6 +106,7 @@ class GatewayServer:
             self.config.max_in_flight,
             retry_after_ms=self.config.retry_after_ms,
             max_streams=self.config.max_streams,
+            max_receive_bytes=self.config.max_receive_bytes_in_flight,
         )
         await self.readiness.starting()
         await self._start_grpc()
@@ -224,6 +225,10 @@ class GatewayServer:
         self.calls.admission.limit = config.max_in_flight
         self.calls.admission.retry_after_ms = config.retry_after_ms
         self.calls.max_streams = config.max_streams
+        # Never below the message limit in force (fixed at start): such a body could never fit.
+        self.calls.receiving.limit = max(
+            config.max_receive_bytes_in_flight, self.config.max_message_bytes
+        )
         self.metrics.in_flight_limit.set(config.max_in_flight)
         await self.watch.poll_once()
         log.info("config reloaded: models %s", ", ".join(m.name for m in config.models))

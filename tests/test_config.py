@@ -207,6 +207,18 @@ def test_max_stream_window_must_cover_stream_window(tmp_path: Path) -> None:
     assert refused(path) == f"{path}: max_stream_window: must be at least stream_window (8), not 4"
 
 
+def test_the_receive_budget_must_hold_a_whole_message(tmp_path: Path) -> None:
+    path = write(tmp_path, "max_message_bytes = 2097152\nmax_receive_bytes_in_flight = 1048576\n")
+    assert refused(path) == (
+        f"{path}: max_receive_bytes_in_flight: must be at least max_message_bytes (2097152), "
+        "not 1048576"
+    )
+    path = write(tmp_path, "max_receive_bytes_in_flight = 1000\n")
+    assert refused(path) == (
+        f"{path}: max_receive_bytes_in_flight: must be at least 1 MiB (1048576), not 1000"
+    )
+
+
 def test_max_backoff_must_cover_initial_backoff(tmp_path: Path) -> None:
     path = write(tmp_path, "upstream_retry_initial_backoff_ms = 100\n")
     assert refused(path, env={"TFS_GATEWAY_UPSTREAM_RETRY_MAX_BACKOFF_MS": "50"}) == (

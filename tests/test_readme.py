@@ -32,7 +32,8 @@ def test_the_readme_states_the_defaults_of_the_limits() -> None:
     block = config_block()
     defaults = GatewayConfig()
     for name in ("max_in_flight", "max_message_bytes", "max_image_pixels", "max_tasks",
-                 "max_decode_bytes_in_flight", "max_streams", "max_stream_unread_bytes",
+                 "max_decode_bytes_in_flight", "max_receive_bytes_in_flight", "max_streams",
+                 "max_stream_unread_bytes",
                  "max_http_connections", "retry_after_ms"):  # fmt: skip
         value = getattr(defaults, name)
         assert re.search(rf"^{name} = {value}\b", block, re.MULTILINE), name

@@ -36,12 +36,14 @@ from gateway.errors import (
     DeadlineExceededError,
     GatewayError,
     MethodNotAllowedError,
+    ReceiveBudgetError,
     RouteNotFoundError,
     WrongModelKindError,
 )
 from gateway.inference import ImageRequest
+from gateway.memory_budget import Reservation, mib
 from gateway.transport import convert
-from gateway.transport.http_request import caller_timeout, image_request, read_image
+from gateway.transport.http_request import body_bytes, caller_timeout, image_request, read_image
 from gateway.transport.listener import retry_after_s
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -130,8 +132,10 @@ class HttpFront:
     def observed_image(self, method: str, handler: ImageHandler, **extra: str) -> Handler:
         """An inference route as one observed call. The body is read first, bounded in bytes
         and time, and only then is an in-flight place taken: a slow sender holds a
-        connection, never a place another caller needs. The caller's timeout, if any, bounds
-        both and is passed on to the data plane like a gRPC deadline."""
+        connection, never a place another caller needs. Before it is read, the bytes it may
+        take are held against the gateway-wide receive budget until the call ends (shed at
+        once if they do not fit). The caller's timeout, if any, bounds both and is passed on
+        to the data plane like a gRPC deadline."""
 
         async def run(request: web.Request) -> web.StreamResponse:
             loop = asyncio.get_running_loop()
@@ -139,17 +143,34 @@ class HttpFront:
             with self.calls.observe(f"http.{method}", model, request_id) as call:
                 timeout = caller_timeout(request)
                 deadline = None if timeout is None else loop.time() + timeout
-                image, options = await self._read_body(request, timeout, deadline)
-                call.request_id = options.get("request_id", "")
-                remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
-                inference_request = image_request(model, image, {**options, **extra}, remaining)
-                with self.calls.admitted():
-                    async with _until(deadline, lambda: _deadline_passed(timeout)):
-                        return await handler(inference_request, call)
+                with self._hold_body(request) as held:
+                    image, options = await self._read_body(request, timeout, deadline)
+                    held.keep(len(image) + sum(len(value) for value in options.values()))
+                    call.request_id = options.get("request_id", "")
+                    remaining = None if deadline is None else max(deadline - loop.time(), 0.0)
+                    request_ = image_request(model, image, {**options, **extra}, remaining)
+                    with self.calls.admitted():
+                        async with _until(deadline, lambda: _deadline_passed(timeout)):
+                            return await handler(request_, call)
             assert call.error is not None
             return self._answer(call.error)
 
         return run
+
+    def _hold_body(self, request: web.Request) -> Reservation:
+        """The bytes this body may take (see ``body_bytes``), held against
+        ``max_receive_bytes_in_flight``; or ReceiveBudgetError, before any of it is read."""
+        settings, budget = self.settings(), self.calls.receiving
+        nbytes = body_bytes(request, settings.max_message_bytes)
+
+        def refused() -> GatewayError:
+            return ReceiveBudgetError(
+                f"the gateway is receiving its limit of request bodies ({mib(budget.limit)} MiB "
+                f"max_receive_bytes_in_flight); this one may take {mib(nbytes)} MiB: retry later",
+                settings.retry_after_ms,
+            )
+
+        return budget.hold(nbytes, refused)
 
     async def _read_body(
         self, request: web.Request, timeout: float | None, deadline: float | None

@@ -16,6 +16,7 @@ from gateway.inference import ImageRequest, Task
 from gateway.tfserving.signatures import ModelRef
 
 _INT64_MAX = 2**63 - 1
+_PLAIN = ("", "identity")  # Content-Encoding values that leave Content-Length the body's size
 
 
 def _number(options: dict[str, str], name: str, kind: type, default: Any) -> Any:
@@ -80,9 +81,7 @@ async def _read_form(
             while chunk := await part.read_chunk():
                 size += len(chunk)
                 if size > limit:
-                    raise RequestTooLargeError(
-                        f"the request body is over the gateway's limit of {limit} bytes"
-                    )
+                    raise _too_large(limit)
                 data += chunk
             if part.name == "image":
                 image = bytes(data)
@@ -95,16 +94,29 @@ async def _read_form(
     return image, options
 
 
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(f"the request body is over the gateway's limit of {limit} bytes")
+
+
+def body_bytes(request: web.Request, limit: int) -> int:
+    """The bytes a body may take once read, from its header alone: its ``Content-Length``, or
+    ``limit`` when that does not say (chunked, or compressed: the limit applies to the
+    decompressed bytes). Over ``limit``: RequestTooLargeError, before anything is read."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise _too_large(limit)  # said at once, without reading it
+    if length is None or request.headers.get("Content-Encoding", "").lower() not in _PLAIN:
+        return limit
+    return length
+
+
 async def read_image(
     request: web.Request, limit: int, max_fields: int
 ) -> tuple[bytes, dict[str, str]]:
     """The image and the options, from a raw body or a multipart form (options may be in the
     query string either way)."""
-    too_large = RequestTooLargeError(
-        f"the request body is over the gateway's limit of {limit} bytes"
-    )
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large  # said at once, without reading it
+    too_large = _too_large(limit)
+    body_bytes(request, limit)
     options = dict(request.query)
     try:
         if request.content_type == "multipart/form-data":
