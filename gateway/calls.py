@@ -25,10 +25,11 @@ from gateway.errors import (
     GatewayError,
     InternalError,
     OverloadedError,
+    ReceiveBudgetError,
     StreamIdleError,
     TooManyStreamsError,
 )
-from gateway.memory_budget import MemoryBudget
+from gateway.memory_budget import MemoryBudget, Reservation, mib
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -118,12 +119,27 @@ class Calls:
     ) -> None:
         self.metrics = metrics
         self.admission = Admission(metrics, max_in_flight, retry_after_ms)
-        # HTTP bodies being received, and held until their call ends (max_receive_bytes_in_flight)
+        # Requests being received (HTTP bodies, gRPC messages), held until their call ends
+        # (max_receive_bytes_in_flight): one budget for both transports.
         self.receiving = MemoryBudget(max_receive_bytes, retry_after_ms)
         metrics.receive_bytes.set_function(lambda: self.receiving.used)
         self.max_streams = max_streams
         self.streams = 0
         self.draining = Draining()
+
+    def receiving_request(self, nbytes: int) -> Reservation:
+        """Hold ``nbytes`` of a request about to be read (give back what it did not need with
+        ``keep``), or ReceiveBudgetError before any of it is read."""
+        budget = self.receiving
+
+        def refused() -> GatewayError:
+            return ReceiveBudgetError(
+                f"the gateway is receiving its limit of requests ({mib(budget.limit)} MiB "
+                f"max_receive_bytes_in_flight); this one may take {mib(nbytes)} MiB: retry later",
+                budget.retry_after_ms,
+            )
+
+        return budget.hold(nbytes, refused)
 
     @contextlib.contextmanager
     def stream_admitted(self) -> Iterator[None]:

@@ -113,7 +113,7 @@ class GatewayConfig:
     heap_top_pad_bytes: int = 16 * 1024 * 1024  # glibc M_TOP_PAD; 0: leave malloc alone
     # Memory (DECISIONS 24; the README's limits table adds it up)
     max_decode_bytes_in_flight: int = 384 * 1024 * 1024  # decoded pixels + tensors, gateway-wide
-    max_receive_bytes_in_flight: int = 512 * 1024 * 1024  # HTTP bodies being read and handled
+    max_receive_bytes_in_flight: int = 512 * 1024 * 1024  # requests being read and handled
     max_tasks: int = 16  # models one Analyze request or stream may ask for
     max_stream_unread_bytes: int = 32 * 1024 * 1024  # responses a stream's reader has not taken
     # Shed callers are told to come back after this long (gRPC's grpc-retry-pushback-ms

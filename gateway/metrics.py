@@ -65,8 +65,8 @@ class Metrics:
         )
         self.receive_bytes = Gauge(
             "tfs_gateway_receive_bytes_in_flight",
-            "Bytes of HTTP request bodies held now (being received, or their calls running), "
-            "against max_receive_bytes_in_flight.",
+            "Bytes of requests (HTTP bodies, gRPC messages) held now, being received or their "
+            "calls running, against max_receive_bytes_in_flight.",
             registry=registry,
         )
         self.upstream_errors = Counter(

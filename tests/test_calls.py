@@ -207,3 +207,41 @@ def test_calls_over_the_in_flight_limit_are_shed_with_the_tables_status() -> Non
         assert requests_counted(server, "http.Classify", "RESOURCE_EXHAUSTED") == 1
 
     with_gateway(test)
+
+
+def test_grpc_messages_share_the_receive_budget_with_http_bodies() -> None:
+    """A unary call holds max_message_bytes of max_receive_bytes_in_flight while its message
+    arrives, then only the message's size, until it ends (DECISIONS 24)."""
+
+    async def main() -> None:
+        upstream = FakeUpstream(classifier("colors"))
+        config = GatewayConfig(
+            host="127.0.0.1", port=0, http_port=-1, metrics_port=-1, status_poll_s=3600,
+            max_message_bytes=1 << 20, max_receive_bytes_in_flight=(1 << 20) + 16,
+            models=(ModelSettings("colors"),),
+        )  # fmt: skip
+        server = create_server(config, registry=CollectorRegistry(), upstream=upstream)
+        await server.start()
+        request = classify_pb2.ClassifyRequest(model={"name": "colors"}, image=png())
+        try:
+            async with grpc.aio.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+                stub = classify_pb2_grpc.ImageGatewayStub(channel)
+                upstream.hold()
+                first = stub.Classify(request)
+                await upstream.wait_sent(1)
+                assert server.calls.receiving.used == request.ByteSize()
+                with pytest.raises(grpc.aio.AioRpcError) as shed:
+                    await stub.Classify(request)  # would need 1 MiB while arriving: no room
+                upstream.release()
+                await first
+                assert server.calls.receiving.used == 0
+        finally:
+            upstream.release()
+            await server.stop(grace=0)
+        assert shed.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert shed.value.details() == (
+            "the gateway is receiving its limit of requests (1.0 MiB max_receive_bytes_in_flight);"
+            " this one may take 1.0 MiB: retry later"
+        )
+
+    asyncio.run(main())

@@ -60,7 +60,7 @@ def test_a_body_that_does_not_fit_is_shed_429_at_once_unread_and_the_first_compl
         assert shed.headers["retry-after"] == "1"
         assert shed.error() == (
             "RESOURCE_EXHAUSTED",
-            "the gateway is receiving its limit of request bodies (1.0 MiB "
+            "the gateway is receiving its limit of requests (1.0 MiB "
             "max_receive_bytes_in_flight); this one may take 0.6 MiB: retry later",
         )
         too_large = await exchange(port, post(CLASSIFY, b"", length=MIB + 1))

@@ -15,6 +15,7 @@ from gateway._proto import classify_pb2, classify_pb2_grpc
 from gateway.calls import Call, Calls, Observed, deadline_after
 from gateway.dataplane import DataPlane
 from gateway.errors import InvalidRequestError
+from gateway.memory_budget import Reservation
 from gateway.stream_flow import FrameIn
 from gateway.streaming import first_message, process_stream
 from gateway.transport import convert
@@ -35,12 +36,14 @@ async def _abort(context: Context, call: Call) -> None:
         await context.abort(error.code, error.message, pushback)
 
 
-async def _only(messages: AsyncIterator[bytes]) -> bytes:
+async def _only(messages: AsyncIterator[bytes], held: Reservation) -> bytes:
     """The one request message of a unary method (registered as client-streaming, so that it is
-    read only once the call holds its in-flight place: ``grpc_registration``)."""
+    read only once the call holds its in-flight place and its receive bytes:
+    ``grpc_registration``); then only its own size stays held."""
     message = await anext(aiter(messages), None)
     if message is None:
         raise InvalidRequestError("the call carried no request message")
+    held.keep(len(message))
     return message
 
 
@@ -49,6 +52,11 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
         self.dataplane = dataplane
         self.calls = calls
 
+    def _receiving(self) -> Reservation:
+        """A unary call's message is held against the receive budget that HTTP bodies share:
+        ``max_message_bytes`` while it arrives, then its size, until the call ends."""
+        return self.calls.receiving_request(self.dataplane.config.max_message_bytes)
+
     def _observe(self, method: str, context: Context, stream: bool = False) -> Observed:
         deadline = deadline_after(context.time_remaining())
         return self.calls.observe(method, stream=stream, deadline=deadline)
@@ -56,8 +64,12 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
     async def Classify(
         self, messages: AsyncIterator[bytes], context: Context
     ) -> classify_pb2.ClassifyResponse:
-        with self._observe("Classify", context) as call, self.calls.admitted():
-            request = parse(classify_pb2.ClassifyRequest, await _only(messages))
+        with (
+            self._observe("Classify", context) as call,
+            self.calls.admitted(),
+            self._receiving() as held,
+        ):
+            request = parse(classify_pb2.ClassifyRequest, await _only(messages, held))
             call.model, call.request_id = request.model.name, request.request_id
             image_request = convert.image_request(request, context.time_remaining())
             result = await self.dataplane.classify(image_request)
@@ -68,8 +80,12 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
     async def Detect(
         self, messages: AsyncIterator[bytes], context: Context
     ) -> classify_pb2.DetectResponse:
-        with self._observe("Detect", context) as call, self.calls.admitted():
-            request = parse(classify_pb2.DetectRequest, await _only(messages))
+        with (
+            self._observe("Detect", context) as call,
+            self.calls.admitted(),
+            self._receiving() as held,
+        ):
+            request = parse(classify_pb2.DetectRequest, await _only(messages, held))
             call.model, call.request_id = request.model.name, request.request_id
             image_request = convert.image_request(request, context.time_remaining())
             result = await self.dataplane.detect(image_request)
@@ -96,8 +112,12 @@ class ImageGatewayServicer(classify_pb2_grpc.ImageGatewayServicer):
     async def Analyze(
         self, messages: AsyncIterator[bytes], context: Context
     ) -> classify_pb2.AnalyzeResponse:
-        with self._observe("Analyze", context) as call, self.calls.admitted():
-            request = parse(classify_pb2.AnalyzeRequest, await _only(messages))
+        with (
+            self._observe("Analyze", context) as call,
+            self.calls.admitted(),
+            self._receiving() as held,
+        ):
+            request = parse(classify_pb2.AnalyzeRequest, await _only(messages, held))
             call.model = request.tasks[0].model.name if request.tasks else ""
             call.request_id = request.request_id
             tasks = [convert.task(t) for t in request.tasks]

@@ -36,12 +36,11 @@ from gateway.errors import (
     DeadlineExceededError,
     GatewayError,
     MethodNotAllowedError,
-    ReceiveBudgetError,
     RouteNotFoundError,
     WrongModelKindError,
 )
 from gateway.inference import ImageRequest
-from gateway.memory_budget import Reservation, mib
+from gateway.memory_budget import Reservation
 from gateway.transport import convert
 from gateway.transport.http_request import body_bytes, caller_timeout, image_request, read_image
 from gateway.transport.listener import retry_after_s
@@ -160,17 +159,7 @@ class HttpFront:
     def _hold_body(self, request: web.Request) -> Reservation:
         """The bytes this body may take (see ``body_bytes``), held against
         ``max_receive_bytes_in_flight``; or ReceiveBudgetError, before any of it is read."""
-        settings, budget = self.settings(), self.calls.receiving
-        nbytes = body_bytes(request, settings.max_message_bytes)
-
-        def refused() -> GatewayError:
-            return ReceiveBudgetError(
-                f"the gateway is receiving its limit of request bodies ({mib(budget.limit)} MiB "
-                f"max_receive_bytes_in_flight); this one may take {mib(nbytes)} MiB: retry later",
-                settings.retry_after_ms,
-            )
-
-        return budget.hold(nbytes, refused)
+        return self.calls.receiving_request(body_bytes(request, self.settings().max_message_bytes))
 
     async def _read_body(
         self, request: web.Request, timeout: float | None, deadline: float | None
