@@ -136,6 +136,9 @@ class GatewayServer:
                 ("grpc.max_connection_age_ms", int(config.max_connection_age_s * 1000)),
                 ("grpc.max_connection_age_grace_ms", GRPC_UNLIMITED_MS),
                 ("grpc.max_concurrent_streams", config.max_streams_per_connection),
+                # A connection that never sends its HTTP/2 preface holds a descriptor: close it
+                # after the idle timeout HTTP connections get (gRPC's default is 120 s).
+                ("grpc.server_handshake_timeout_ms", int(config.http_idle_timeout_s * 1000)),
             ],
         )
         servicer = ImageGatewayServicer(self.dataplane, self.calls)

@@ -141,6 +141,20 @@ def test_a_connection_without_a_whole_header_is_closed_after_the_idle_timeout() 
     with_gateway(test, http_idle_timeout_s=0.3)
 
 
+def test_a_grpc_connection_that_never_speaks_http2_is_closed_after_the_idle_timeout() -> None:
+    async def test(server: GatewayServer, upstream: FakeUpstream) -> None:
+        connections = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(50)]
+        started = time.monotonic()
+        for reader, writer in connections:
+            data = await reader.read()  # the server's SETTINGS, then GOAWAY, then EOF
+            assert b"Did not receive HTTP/2 settings before handshake timeout" in data
+            writer.close()
+        assert time.monotonic() - started < 3.0  # a 0.5 s timeout (gRPC's default is 120 s)
+        assert await grpc_classify(server) == 0  # red, while and after
+
+    with_gateway(test, http_idle_timeout_s=0.5)
+
+
 def test_idle_connections_to_the_metrics_port_take_no_threads() -> None:
     async def test(server: GatewayServer, upstream: FakeUpstream) -> None:
         threads = threading.active_count()
