@@ -21,6 +21,7 @@ from types import TracebackType
 
 import grpc
 
+from gateway.config import GatewayConfig
 from gateway.errors import (
     GatewayError,
     InternalError,
@@ -126,6 +127,27 @@ class Calls:
         self.max_streams = max_streams
         self.streams = 0
         self.draining = Draining()
+
+    @classmethod
+    def for_config(cls, metrics: Metrics, config: GatewayConfig) -> Calls:
+        return cls(
+            metrics,
+            config.max_in_flight,
+            retry_after_ms=config.retry_after_ms,
+            max_streams=config.max_streams,
+            max_receive_bytes=config.max_receive_bytes_in_flight,
+        )
+
+    def reconfigure(self, config: GatewayConfig, max_message_bytes: int) -> None:
+        """A reload's new limits; calls in flight keep the places they hold.
+        ``max_message_bytes`` is the message limit in force (fixed at start): the receive
+        budget never goes below it, or a message of that size could never fit."""
+        self.admission.limit = config.max_in_flight
+        self.admission.retry_after_ms = config.retry_after_ms
+        self.metrics.in_flight_limit.set(config.max_in_flight)
+        self.max_streams = config.max_streams
+        self.receiving.limit = max(config.max_receive_bytes_in_flight, max_message_bytes)
+        self.receiving.retry_after_ms = config.retry_after_ms
 
     def receiving_request(self, nbytes: int) -> Reservation:
         """Hold ``nbytes`` of a request about to be read (give back what it did not need with

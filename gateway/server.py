@@ -101,13 +101,7 @@ class GatewayServer:
         self.upstream = self._upstream or build_upstream(self.config, self._upstream_credentials)
         self.dataplane = DataPlane(self.config, self.upstream, self.metrics, self._executor)
         self.watch = UpstreamWatch(self.dataplane, self.readiness, lambda: self.config)
-        self.calls = Calls(
-            self.metrics,
-            self.config.max_in_flight,
-            retry_after_ms=self.config.retry_after_ms,
-            max_streams=self.config.max_streams,
-            max_receive_bytes=self.config.max_receive_bytes_in_flight,
-        )
+        self.calls = Calls.for_config(self.metrics, self.config)
         await self.readiness.starting()
         await self._start_grpc()
         await self._start_http()
@@ -225,14 +219,7 @@ class GatewayServer:
                 log.warning("config reload: %s changed; it takes effect at the next restart", name)
         fixed = {name: getattr(self.config, name) for name in FIXED_AT_START}
         self.config = dataclasses.replace(config, **fixed)
-        self.calls.admission.limit = config.max_in_flight
-        self.calls.admission.retry_after_ms = config.retry_after_ms
-        self.calls.max_streams = config.max_streams
-        # Never below the message limit in force (fixed at start): such a body could never fit.
-        self.calls.receiving.limit = max(
-            config.max_receive_bytes_in_flight, self.config.max_message_bytes
-        )
-        self.metrics.in_flight_limit.set(config.max_in_flight)
+        self.calls.reconfigure(config, self.config.max_message_bytes)
         await self.watch.poll_once()
         log.info("config reloaded: models %s", ", ".join(m.name for m in config.models))
         return True
