@@ -174,7 +174,9 @@ def test_shed_calls_are_refused_before_their_messages_are_read(
         grown = _peak_rss_mib(gateway.process.pid) - before
         thread.join()
         assert codes == [grpc.StatusCode.RESOURCE_EXHAUSTED] * 24
-        assert grown < 100, f"the gateway's peak RSS grew {grown:.0f} MiB for shed calls"
+        # Reading them all would take 24 x 15 MiB (706 MiB measured before the fix); unread, only
+        # what HTTP/2 flow control buffers per connection remains (55-109 MiB measured).
+        assert grown < 250, f"the gateway's peak RSS grew {grown:.0f} MiB for shed calls"
     finally:
         gateway.stop()
 
