@@ -28,9 +28,12 @@ COPY deploy/container/gateway.toml /etc/tfs-gateway/gateway.toml
 ENV PATH=/opt/tfs-gateway/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     TFS_GATEWAY_UPSTREAM=tfserving:8500 \
+    TFS_GATEWAY_HOST="[::]" \
     TFS_GATEWAY_PORT=9000 \
     TFS_GATEWAY_HTTP_PORT=8080 \
     TFS_GATEWAY_METRICS_PORT=9100
+# All interfaces here (a bare `tfs-gateway serve` binds loopback): the container's ports are
+# only reachable where they are published.
 USER 10001:10001
 EXPOSE 9000 8080 9100
 # grpc.health.v1 readiness through the product's own CLI (no extra binary in the image).

@@ -29,6 +29,7 @@ from gateway.errors import (
     ReceiveBudgetError,
     StreamIdleError,
     TooManyStreamsError,
+    UpstreamError,
 )
 from gateway.memory_budget import MemoryBudget, Reservation, mib
 from gateway.metrics import Metrics
@@ -222,7 +223,12 @@ class Observed:
         call, metrics = self.call, self.calls.metrics
         if self.stream:
             metrics.streams_active.dec()
-        if isinstance(exc, GatewayError):
+        if isinstance(exc, UpstreamError) and exc.logged != exc.message:
+            # The caller's message lost TF Serving's addresses; the log keeps them.
+            incident = call.request_id or uuid.uuid4().hex[:12]
+            log.warning("%s failed (request id %s): %s", call.method, incident, exc.logged)
+            call.error = exc.with_request_id(incident)
+        elif isinstance(exc, GatewayError):
             call.error = exc
             if isinstance(exc, StreamIdleError):
                 metrics.streams_idle_ended.inc()

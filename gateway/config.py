@@ -87,7 +87,7 @@ class ModelSettings:
 @dataclass(frozen=True, slots=True)
 class GatewayConfig:
     upstream: str = "localhost:8500"
-    host: str = "[::]"
+    host: str = "127.0.0.1"  # every listener; loopback unless set (DECISIONS 23)
     port: int = 9000
     metrics_port: int = 9100  # -1: no metrics endpoint
     http_port: int = 8080  # HTTP/JSON API and web page; -1: off
@@ -130,6 +130,7 @@ class GatewayConfig:
     upstream_probe_s: float = 1.0  # REST upstream: GET /v1/models/NAME this often, for readiness
     # HTTP listeners (API and metrics)
     metrics_host: str | None = None  # the metrics listener's address; None: ``host``
+    reflection: bool = True  # gRPC server reflection (grpcurl); the k8s manifests turn it off
     max_http_connections: int = 512  # open connections per HTTP listener; beyond: 503, closed
     http_idle_timeout_s: float = 15.0  # no whole request header this long: connection closed
     http_body_timeout_s: float = 60.0  # the body must arrive this long after its header: 408

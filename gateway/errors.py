@@ -6,6 +6,7 @@ transport reads its status from here and invents no mapping of its own.
 
 from __future__ import annotations
 
+import re
 from http import HTTPStatus
 
 import grpc
@@ -43,6 +44,11 @@ class GatewayError(Exception):
     @property
     def http(self) -> HTTPStatus:
         return self.http_status or HTTP_STATUS.get(self.code, HTTPStatus.BAD_GATEWAY)
+
+    @property
+    def logged(self) -> str:
+        """The message for the log (a subclass may tell the log more than the caller)."""
+        return self.message
 
 
 class InternalError(GatewayError):
@@ -195,14 +201,48 @@ class UpstreamProtocolError(GatewayError):
     http_status = HTTPStatus.BAD_GATEWAY
 
 
+# Where TF Serving lives is not the caller's business (issue 14): gRPC names the addresses it
+# tried ("ipv4:10.0.0.5:8500"), aiohttp the host it could not reach. The caller is told what
+# happened; the log keeps the address, with the call's request id.
+_UNREACHABLE = (
+    "failed to connect to all addresses", "dns resolution failed", "connection refused",
+    "cannot connect to", "connect call failed", "connections to all backends failing",
+)  # fmt: skip
+_ADDRESS = re.compile(
+    r"\b(?:ipv4|ipv6|unix|unix-abstract|dns|https?):[^\s,;)]+"  # gRPC's and URLs
+    r"|\[[0-9a-fA-F:.]+\](?::\d+)?"  # [v6]:port
+    r"|\b(?:localhost|[\w-]+(?:\.[\w-]+)+):\d{1,5}\b"  # host.name:port, 10.0.0.5:8500
+)
+
+
+def without_addresses(details: str) -> str:
+    """TF Serving's error text as a caller may see it: no host, address or port in it."""
+    if any(sign in details.lower() for sign in _UNREACHABLE):
+        return "cannot connect to TF Serving"
+    return _ADDRESS.sub("<address>", details)
+
+
 class UpstreamError(GatewayError):
-    """An error status from TF Serving; it keeps the upstream's own code and message."""
+    """An error status from TF Serving; it keeps the upstream's own code, and its message
+    without addresses (``details`` keeps them, for the log)."""
 
     def __init__(self, code: grpc.StatusCode, details: str, method: str) -> None:
-        super().__init__(f"upstream: {details}")
+        super().__init__(f"upstream: {without_addresses(details)}")
         self.code = code
         self.details = details
         self.method = method
+
+    @property
+    def logged(self) -> str:
+        """The whole story, addresses included: for the log, never for a caller."""
+        return f"upstream: {self.details}"
+
+    def with_request_id(self, request_id: str) -> UpstreamError:
+        """The same error, its message naming the request id its log line carries."""
+        error = UpstreamError(self.code, self.details, self.method)
+        error.message = f"{self.message} (request id {request_id})"
+        error.args = (error.message,)
+        return error
 
     @property
     def http(self) -> HTTPStatus:

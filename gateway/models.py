@@ -181,7 +181,7 @@ class ModelCatalog:
                 )
             served.binding()  # the default signature must be usable
         except GatewayError as error:
-            self._failed(served, error.message, at_once=isinstance(error, ProfileError))
+            self._failed(served, error, at_once=isinstance(error, ProfileError))
         else:
             self._set(served, True, "ready")
 
@@ -201,9 +201,9 @@ class ModelCatalog:
                 raise ModelNotReadyError("TF Serving has no AVAILABLE version")
         except UpstreamError as error:
             unreachable = error.code == grpc.StatusCode.UNAVAILABLE
-            self._failed(served, error.message, at_once=unreachable)
+            self._failed(served, error, at_once=unreachable)
         except GatewayError as error:
-            self._failed(served, error.message)
+            self._failed(served, error)
         else:
             served.failures = 0
 
@@ -212,25 +212,29 @@ class ModelCatalog:
         towards the threshold (TF Serving also answers UNAVAILABLE when its queue is full)."""
         served = self.models.get(name)
         if served is not None:
-            self._failed(served, error.message)
+            self._failed(served, error)
 
-    def unreachable(self, message: str) -> None:
+    def unreachable(self, error: GatewayError) -> None:
         """TF Serving cannot be reached at all (the channel cannot connect): no model is ready."""
         for served in self.models.values():
-            self._failed(served, message, at_once=True)
+            self._failed(served, error, at_once=True)
 
-    def _failed(self, served: ServedModel, message: str, at_once: bool = False) -> None:
+    def _failed(self, served: ServedModel, error: GatewayError, at_once: bool = False) -> None:
         served.failures += 1
-        served.status_message = message
+        if not served.ready and served.status_message != error.message:  # a new reason
+            log.info("model %s: not ready: %s", served.name, error.logged)
+        served.status_message = error.message
         threshold = served.failures >= self.config.unready_after_failures
         if at_once or threshold or served.metadata is None:
-            self._set(served, False, message)
+            self._set(served, False, error.message, logged=error.logged)
 
-    def _set(self, served: ServedModel, ready: bool, message: str) -> None:
+    def _set(self, served: ServedModel, ready: bool, message: str, logged: str = "") -> None:
+        """``message``: what callers see (ModelInfo, errors); ``logged``: the log's version."""
         if ready:
             served.failures = 0
         if served.ready != ready:
-            log.info("model %s: %s", served.name, "ready" if ready else f"not ready: {message}")
+            state = "ready" if ready else f"not ready: {logged or message}"
+            log.info("model %s: %s", served.name, state)
             self.changed.set()
         served.ready, served.status_message = ready, message
         self.metrics.model_ready.labels(served.name).set(1 if ready else 0)

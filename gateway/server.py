@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 from gateway.calls import Calls
 from gateway.config import ConfigError, GatewayConfig
 from gateway.dataplane import DataPlane
+from gateway.exposure import announce
 from gateway.health import SERVICE_NAME, Readiness
 from gateway.memory import keep_heap_top_pad
 from gateway.metrics import Metrics
@@ -50,7 +51,7 @@ FIXED_AT_START = (
     "upstream_retry_initial_backoff_ms", "upstream_retry_max_backoff_ms",
     "max_connection_age_s", "max_streams_per_connection",
     "upstream_reconnect_initial_backoff_ms", "upstream_reconnect_max_backoff_ms",
-    "metrics_host", "max_http_connections", "http_idle_timeout_s",
+    "metrics_host", "max_http_connections", "http_idle_timeout_s", "reflection",
 )  # fmt: skip
 # What a stream's final status needs to reach its caller before gRPC cuts calls at shutdown.
 STATUS_MARGIN_S = 0.25
@@ -61,7 +62,7 @@ GRPC_UNLIMITED_MS = 2**31 - 1
 class GatewayServer:
     """``server = create_server(config)``; ``await server.start()`` … ``await server.stop()``,
     or ``await server.serve()`` to run until a signal. Bound ports: ``port`` (gRPC),
-    ``http_port`` and ``metrics_port`` (None when off)."""
+    ``http_port`` and ``metrics_port`` (None when off); ``addresses``, each as text."""
 
     def __init__(
         self,
@@ -79,6 +80,7 @@ class GatewayServer:
         self.port = 0
         self.http_port: int | None = None
         self.metrics_port: int | None = None
+        self.addresses: dict[str, str] = {}  # listener → bound address or "off", once started
         self._interceptors = interceptors
         self._upstream_credentials = upstream_credentials
         self._reload_config = reload_config
@@ -107,7 +109,17 @@ class GatewayServer:
         await self._start_http()
         await self._start_metrics()
         await self._start_poller()
-        log.info("tfs-gateway serving on port %d (upstream %s)", self.port, self.config.upstream)
+        self.addresses = announce(
+            {
+                "gRPC": (self.config.host, self.port),
+                "HTTP": (self.config.host, self.http_port),
+                "metrics": (self.metrics_host, self.metrics_port),
+            }
+        )
+
+    @property
+    def metrics_host(self) -> str:
+        return self.config.metrics_host or self.config.host
 
     def _prepare_process(self) -> None:
         # The gateway enforces its own pixel limit from the header (DecodeLimits); Pillow's
@@ -138,9 +150,10 @@ class GatewayServer:
         servicer = ImageGatewayServicer(self.dataplane, self.calls)
         add_image_gateway(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(self.readiness.servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-        )
+        if config.reflection:
+            reflection.enable_server_reflection(
+                (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            )
         self.port = server.add_insecure_port(f"{config.host}:{config.port}")
         await server.start()
         self._grpc = server
@@ -159,10 +172,9 @@ class GatewayServer:
         config = self.config
         if config.metrics_port < 0:
             return
-        host = config.host if config.metrics_host is None else config.metrics_host
         app = create_metrics_app(self.registry)
         self._metrics_listener = await Listener.start(
-            app, host, config.metrics_port, self._limits()
+            app, self.metrics_host, config.metrics_port, self._limits()
         )
         self.metrics_port = self._metrics_listener.port
 

@@ -14,6 +14,7 @@ import grpc
 
 from gateway.config import GatewayConfig
 from gateway.dataplane import DataPlane
+from gateway.errors import UpstreamError
 from gateway.health import Readiness
 from gateway.tfserving.client import Upstream, UpstreamClient
 from gateway.tfserving.options import UpstreamOptions
@@ -93,8 +94,10 @@ class UpstreamWatch:
             async for reachable in upstream.connectivity():
                 if reachable:
                     await _guarded(self.dataplane.refresh(), failed)
-                else:
-                    catalog.unreachable(f"upstream: cannot connect to {self.config().upstream}")
+                else:  # the caller's message says what, the log's also where
+                    target = self.config().upstream
+                    details = f"cannot connect to {target}: the channel is not connected"
+                    catalog.unreachable(UpstreamError(grpc.StatusCode.UNAVAILABLE, details, ""))
             return
         while True:
             probe_s = self.config().upstream_probe_s

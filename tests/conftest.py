@@ -127,7 +127,9 @@ def start_gateway(config: Path, *flags: str) -> GatewayProcess:
     assert process.stdout is not None
     for line in process.stdout:
         log.append(line)
-        pattern = r"tfs-gateway serving on .*:(\d+), metrics on :(\d+), .*?(?:localhost:(\d+)/)?,"
+        pattern = (
+            r"tfs-gateway serving on .*:(\d+), metrics on \S*:(\d+), .*?(?:localhost:(\d+)/)?,"
+        )
         if match := re.match(pattern, line):
             drain = threading.Thread(target=lambda: log.extend(process.stdout), daemon=True)
             drain.start()

@@ -69,3 +69,16 @@ def test_configmap_gateway_config_loads(tmp_path: Path) -> None:
         (tmp_path / name).write_text(text.replace("/etc/tfs-gateway", str(tmp_path)))
     config = load_config(tmp_path / "gateway.toml", env={})
     assert [m.name for m in config.models] == ["colors", "shapes"]
+
+
+def test_kubernetes_serves_all_interfaces_explicitly_without_reflection() -> None:
+    pod = _docs()[("Deployment", "tfs-gateway")]["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in pod["containers"][0]["env"]}
+    config = load_config(env={k: v for k, v in env.items() if k.startswith("TFS_GATEWAY_")})
+    assert (config.host, config.reflection) == ("[::]", False)
+
+
+def test_the_container_image_and_compose_serve_all_interfaces_explicitly() -> None:
+    assert 'TFS_GATEWAY_HOST="[::]"' in (ROOT / "Dockerfile").read_text()
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert compose["services"]["tfs-gateway"]["environment"]["TFS_GATEWAY_HOST"] == "[::]"

@@ -43,10 +43,15 @@ def serve(args: argparse.Namespace) -> int:
         return 2
 
     def announce(gateway: GatewayServer) -> None:
-        http = f"http://localhost:{gateway.http_port}/" if gateway.http_port else "off"
+        at = gateway.addresses
+        http = "off" if gateway.http_port is None else at["HTTP"]
+        if gateway.http_port is not None:  # a URL a browser on this machine can open
+            host = "localhost" if at["HTTP"].startswith(("127.", "[::", "0.0.0.0")) else None
+            http = f"http://{host or at['HTTP'].rsplit(':', 1)[0]}:{gateway.http_port}/"
+        metrics = "metrics off" if gateway.metrics_port is None else f"metrics on {at['metrics']}"
         print(
-            f"tfs-gateway serving on {config.host}:{gateway.port}, metrics on "
-            f":{gateway.metrics_port}, web page and HTTP API on {http}, upstream {config.upstream}",
+            f"tfs-gateway serving on {at['gRPC']}, {metrics}, "
+            f"web page and HTTP API on {http}, upstream {config.upstream}",
             flush=True,
         )
 

@@ -5,7 +5,7 @@ implementation. Responses are the gRPC response messages in protobuf's JSON mapp
 APIs cannot drift; errors are ``{"error": {"code", "message"}}`` with the HTTP status from
 ``gateway/errors.py``'s table.
 
-    GET  /                              the upload page
+    GET  /, /page.js, /page.css         the upload page, its script and style
     GET  /openapi.json                  this API, described
     GET  /healthz, /readyz              liveness, readiness
     GET  /v1/models, /v1/models/NAME    ListModels, DescribeModel
@@ -42,6 +42,7 @@ from gateway.errors import (
 from gateway.inference import ImageRequest
 from gateway.memory_budget import Reservation
 from gateway.transport import convert
+from gateway.transport.http_headers import add_security_headers
 from gateway.transport.http_request import body_bytes, caller_timeout, image_request, read_image
 from gateway.transport.listener import retry_after_s
 
@@ -50,6 +51,12 @@ CallHandler = Callable[[web.Request, Call], Awaitable[web.StreamResponse]]
 ImageHandler = Callable[[ImageRequest, Call], Awaitable[web.StreamResponse]]
 _NAME = "{name:[^/:]+}"
 _SHED = (429, 503)  # statuses that tell the caller to come back later
+# The page and its files (no inline script or style: the Content-Security-Policy forbids it).
+_PAGE_FILES = {
+    "/": ("index.html", "text/html"),
+    "/page.js": ("page.js", "text/javascript"),
+    "/page.css": ("page.css", "text/css"),
+}
 
 
 def _json(message: Message, status: int = 200) -> web.Response:
@@ -216,8 +223,9 @@ class HttpFront:
         )
 
     async def page(self, request: web.Request) -> web.Response:
-        html = resources.files("gateway").joinpath("static/index.html").read_text()
-        return web.Response(text=html, content_type="text/html")
+        name, content_type = _PAGE_FILES[request.path]
+        text = resources.files("gateway").joinpath(f"static/{name}").read_text()
+        return web.Response(text=text, content_type=content_type)
 
     async def openapi(self, request: web.Request) -> web.Response:
         doc = json.loads(resources.files("gateway").joinpath("static/openapi.json").read_text())
@@ -241,7 +249,7 @@ def create_app(
     model = f"/v1/models/{_NAME}"
     app.add_routes(
         [
-            web.get("/", front.page),
+            *(web.get(path, front.page) for path in _PAGE_FILES),
             web.get("/openapi.json", front.openapi),
             web.get("/healthz", front.healthz),
             web.get("/readyz", front.readyz),
@@ -252,4 +260,4 @@ def create_app(
             web.post(f"{model}:annotate", image("Annotate", front.annotate, annotate="true")),
         ]
     )
-    return app
+    return add_security_headers(app)

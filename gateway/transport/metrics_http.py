@@ -9,6 +9,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
+from gateway.transport.http_headers import add_security_headers
+
 
 def create_metrics_app(registry: CollectorRegistry) -> web.Application:
     async def metrics(request: web.Request) -> web.Response:
@@ -17,4 +19,4 @@ def create_metrics_app(registry: CollectorRegistry) -> web.Application:
 
     app = web.Application()
     app.add_routes([web.get("/metrics", metrics), web.get("/", metrics)])
-    return app
+    return add_security_headers(app)

@@ -170,7 +170,8 @@ def test_openapi_document_lists_exactly_the_served_routes(gateway: GatewayProces
     doc = openapi(gateway)
     documented = {(path, method.upper()) for path, item in doc["paths"].items() for method in item}
     served = {
-        ("/", "GET"), ("/openapi.json", "GET"), ("/healthz", "GET"), ("/readyz", "GET"),
+        ("/", "GET"), ("/page.js", "GET"), ("/page.css", "GET"), ("/openapi.json", "GET"),
+        ("/healthz", "GET"), ("/readyz", "GET"),
         ("/v1/models", "GET"), ("/v1/models/{name}", "GET"), ("/v1/models/{name}:classify", "POST"),
         ("/v1/models/{name}:detect", "POST"), ("/v1/models/{name}:annotate", "POST"),
     }  # fmt: skip
