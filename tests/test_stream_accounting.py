@@ -190,6 +190,13 @@ def test_a_stream_its_grpc_caller_cancels_counts_every_frame_it_received() -> No
         for n in range(1, 6):
             await call.write(frame_message(n))
         await upstream.wait_sent(1 + 4)  # the window (4) full, frame 5 waiting for a place
+
+        async def frame_5_read() -> bool:  # read off the wire, not only written by the caller
+            received = {"outcome": "received"}
+            value = server.registry.get_sample_value("tfs_gateway_stream_frames_total", received)
+            return value == 6
+
+        await eventually(frame_5_read, within=5.0)
         call.cancel()
         await stream_ended(server)
 
