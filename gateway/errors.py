@@ -210,7 +210,7 @@ _UNREACHABLE = (
 )  # fmt: skip
 _ADDRESS = re.compile(
     r"\b(?:ipv4|ipv6|unix|unix-abstract|dns|https?):[^\s,;)]+"  # gRPC's and URLs
-    r"|\[[0-9a-fA-F:.]+\](?::\d+)?"  # [v6]:port
+    r"|\[[0-9a-fA-F.]*:[0-9a-fA-F:.]*\](?::\d+)?"  # [v6]:port (a colon inside, not arg[0])
     r"|\b(?:localhost|[\w-]+(?:\.[\w-]+)+):\d{1,5}\b"  # host.name:port, 10.0.0.5:8500
 )
 

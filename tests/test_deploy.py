@@ -82,3 +82,8 @@ def test_the_container_image_and_compose_serve_all_interfaces_explicitly() -> No
     assert 'TFS_GATEWAY_HOST="[::]"' in (ROOT / "Dockerfile").read_text()
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     assert compose["services"]["tfs-gateway"]["environment"]["TFS_GATEWAY_HOST"] == "[::]"
+
+
+def test_compose_keeps_tf_serving_on_its_internal_network() -> None:
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
+    assert "ports" not in compose["services"]["tfserving"]  # only the gateway reaches it

@@ -29,8 +29,7 @@ def test_compose_runs_gateway_and_prometheus_by_service_name(
     models_dir: Path, tfserving: ModelServerProcess, tmp_path: Path
 ) -> None:
     require_tool("podman")
-    names = ("GATEWAY_PORT", "GATEWAY_HTTP_PORT", "GATEWAY_METRICS_PORT", "PROMETHEUS_PORT",
-             "TFSERVING_PORT", "TFSERVING_REST_PORT")  # fmt: skip
+    names = ("GATEWAY_PORT", "GATEWAY_HTTP_PORT", "GATEWAY_METRICS_PORT", "PROMETHEUS_PORT")
     ports = {name: free_port() for name in names}
     shared = tmp_path / "models"  # readable by the containers' users
     shared.mkdir(mode=0o755)
