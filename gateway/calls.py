@@ -86,6 +86,11 @@ class Call:
             return grpc.StatusCode.CANCELLED
         return grpc.StatusCode.OK if self.error is None else self.error.code
 
+    def incident_id(self) -> str:
+        """What the log line and the caller's message both name: the caller's request id, or
+        a fresh one."""
+        return self.request_id or uuid.uuid4().hex[:12]
+
 
 def deadline_after(seconds: float | None) -> float | None:
     """The ``time.monotonic()`` deadline of a caller that allows ``seconds`` (None: none), for
@@ -225,7 +230,7 @@ class Observed:
             metrics.streams_active.dec()
         if isinstance(exc, UpstreamError) and exc.logged != exc.message:
             # The caller's message lost TF Serving's addresses; the log keeps them.
-            incident = call.request_id or uuid.uuid4().hex[:12]
+            incident = call.incident_id()
             log.warning("%s failed (request id %s): %s", call.method, incident, exc.logged)
             call.error = exc.with_request_id(incident)
         elif isinstance(exc, GatewayError):
@@ -236,7 +241,7 @@ class Observed:
             call.cancelled = True
             call.deadline_passed = call.deadline is not None and time.monotonic() >= call.deadline
         elif isinstance(exc, Exception):
-            incident = call.request_id or uuid.uuid4().hex[:12]
+            incident = call.incident_id()
             log.error("%s failed (request id %s)", call.method, incident, exc_info=exc)
             call.error = InternalError(f"internal error (request id {incident})")
         metrics.record_request(call.method, call.model, call.code.name, call.started)

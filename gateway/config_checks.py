@@ -120,15 +120,18 @@ def validate_model(model: ModelSettings, source: str) -> None:
     where = f"{source}: models.{model.name}"
     _check(model, _MODEL_RULES, lambda k: f"{where}.{k}")
     _check(model.preprocess, _PREPROCESS_RULES, lambda k: f"{where}.preprocess.{k}")
-    if model.labels is not None:
-        # Read now, so a reload with a broken label file is refused before anything changes.
-        try:
-            load_labels(model.labels)
-        except OSError as error:
-            raise ConfigError(
-                f"{where}.labels: cannot read {model.labels}: {error.strerror}"
-            ) from None
-        except (ValueError, text_format.ParseError) as error:
-            raise ConfigError(
-                f"{where}.labels: {model.labels} is not a label file: {error}"
-            ) from None
+    # Read now, so a reload with a broken label file is refused before anything changes.
+    labels_of(model, where)
+
+
+def labels_of(model: ModelSettings, where: str = "") -> dict[int, str]:
+    """The model's label file read, or ConfigError naming ``where`` it is configured."""
+    if model.labels is None:
+        return {}
+    where = where or f"models.{model.name}"
+    try:
+        return load_labels(model.labels)
+    except OSError as error:
+        raise ConfigError(f"{where}.labels: cannot read {model.labels}: {error.strerror}") from None
+    except (ValueError, text_format.ParseError) as error:
+        raise ConfigError(f"{where}.labels: {model.labels} is not a label file: {error}") from None

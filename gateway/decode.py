@@ -41,7 +41,10 @@ class DecodedImage:
     image: Image.Image  # displayed orientation; possibly smaller than header size (scaled decode)
 
 
-def open_image(data: bytes, limits: DecodeLimits) -> tuple[Image.Image, ImageHeader]:
+Opened = tuple[Image.Image, ImageHeader]  # an image opened lazily: header read, nothing decoded
+
+
+def open_image(data: bytes, limits: DecodeLimits) -> Opened:
     """Open lazily (header only) and check format and size; nothing is decoded yet."""
     if not data:
         raise InvalidImageError("the image is empty (0 bytes)")
@@ -88,15 +91,17 @@ def decode_image(
     min_size: Callable[[ImageHeader], tuple[int, int] | None] | None = None,
     gray: bool = False,
     background: tuple[int, int, int] = (255, 255, 255),
+    opened: Opened | None = None,
 ) -> DecodedImage:
     """Decode to RGB (or L with ``gray``) in displayed orientation.
 
     ``min_size`` gives, from the header, the (displayed) width and height the caller needs; a
     JPEG then decodes at 1/2, 1/4 or 1/8 scale as long as the result stays at least that large:
     3-4 times less work for a 1080p photo and a 224x224 model.
-    Transparent pixels are flattened onto ``background``.
+    Transparent pixels are flattened onto ``background``. ``opened``: ``data`` already opened
+    by :func:`open_image` (its header read and checked), so it is not parsed twice.
     """
-    image, header = open_image(data, limits)
+    image, header = opened if opened is not None else open_image(data, limits)
     mode = "L" if gray else "RGB"
     try:
         want = min_size(header) if min_size is not None and image.format == "JPEG" else None

@@ -9,10 +9,10 @@ import logging
 from dataclasses import dataclass, field
 
 import grpc
-from google.protobuf import text_format
 
 from gateway.choices import Color, ResizeMode
 from gateway.config import ConfigError, GatewayConfig, ModelSettings
+from gateway.config_checks import labels_of
 from gateway.errors import (
     GatewayError,
     InvalidRequestError,
@@ -21,7 +21,6 @@ from gateway.errors import (
     ProfileError,
     UpstreamError,
 )
-from gateway.labels import load_labels
 from gateway.metrics import Metrics
 from gateway.outputs import OutputSelection, select_outputs
 from gateway.profiles import PreprocessProfile, infer_profile
@@ -109,15 +108,6 @@ def check_profile_fits(profile: PreprocessProfile, spec: TensorSpec) -> None:
         )
 
 
-def _labels_of(settings: ModelSettings) -> dict[int, str]:
-    if settings.labels is None:
-        return {}
-    try:
-        return load_labels(settings.labels)
-    except (OSError, ValueError, text_format.ParseError) as error:
-        raise ConfigError(f"models.{settings.name}.labels: {settings.labels}: {error}") from None
-
-
 class ModelCatalog:
     def __init__(self, config: GatewayConfig, upstream: Upstream, metrics: Metrics) -> None:
         self.upstream = upstream
@@ -135,7 +125,7 @@ class ModelCatalog:
         its TF Serving metadata; calls in flight finish with what they started with."""
         models = {}
         for settings in config.models:
-            served = ServedModel(settings, _labels_of(settings))
+            served = ServedModel(settings, labels_of(settings))
             old = self.models.get(settings.name)
             if old is not None:
                 served.metadata, served.ready = old.metadata, old.ready

@@ -16,7 +16,14 @@ from PIL import Image
 
 from gateway._proto.tfserving import types_pb2
 from gateway.choices import Color, Layout, Normalization, ResizeMode
-from gateway.decode import DecodedImage, DecodeLimits, ImageHeader, decode_image, read_header
+from gateway.decode import (
+    DecodedImage,
+    DecodeLimits,
+    ImageHeader,
+    Opened,
+    decode_image,
+    read_header,
+)
 from gateway.profiles import CAFFE_MEAN_BGR, FILTERS, PreprocessProfile
 from gateway.tfserving.tensors import numpy_dtype
 
@@ -140,12 +147,16 @@ def preprocess(data: bytes, profile: PreprocessProfile, limits: DecodeLimits) ->
 
 
 def preprocess_many(
-    data: bytes, profiles: Sequence[PreprocessProfile], limits: DecodeLimits
+    data: bytes,
+    profiles: Sequence[PreprocessProfile],
+    limits: DecodeLimits,
+    opened: Opened | None = None,
 ) -> list[Preprocessed]:
     """One decode of the image, then each profile's tensor (several models on one image).
 
     The image is decoded once, at the largest size any profile needs; transparent pixels are
     flattened onto the first tensor profile's background. Encoded-input profiles get the bytes.
+    ``opened``: the image as :func:`~gateway.decode.open_image` left it (header already read).
     """
     start = time.perf_counter()
     tensor_profiles = [p for p in profiles if not p.encoded]
@@ -164,8 +175,12 @@ def preprocess_many(
             min_size=min_size,
             gray=all(p.color == Color.GRAYSCALE for p in tensor_profiles),
             background=tensor_profiles[0].background,
+            opened=opened,
         )
         header = decoded.header
+    elif opened is not None:
+        opened[0].close()  # encoded inputs only: the bytes go upstream as they are
+        header = opened[1]
     else:
         header = read_header(data, limits)  # format and size are checked all the same
     decode_s = time.perf_counter() - start

@@ -94,7 +94,8 @@ def test_a_reload_with_an_unreadable_label_file_changes_nothing(tmp_path: Path, 
     run(config_with(labels), test)
     [record] = caplog.records
     assert record.getMessage().startswith(
-        f"config reload refused, keeping the old config: models.colors.labels: {broken}: "
+        "config reload refused, keeping the old config: "
+        f"models.colors.labels: {broken} is not a label file: "
     )
 
 

@@ -69,8 +69,9 @@ def _json(message: Message, status: int = 200) -> web.Response:
 def _error(error: GatewayError, retry_after_ms: int = 1000) -> web.Response:
     body = {"error": {"code": error.code.name, "message": error.message}}
     response = web.json_response(body, status=error.http)
-    if error.http in _SHED:
-        response.headers["Retry-After"] = str(retry_after_s(retry_after_ms))
+    if error.http in _SHED:  # a shed call's own pushback (gRPC sends the same), else the config's
+        pushback = retry_after_ms if error.retry_after_ms is None else error.retry_after_ms
+        response.headers["Retry-After"] = str(retry_after_s(pushback))
     return response
 
 
